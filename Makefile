@@ -1,0 +1,70 @@
+# mailauth — entry point.  CMake and CTest do the work underneath.
+#
+#   make            build (build/)
+#   make run        install build dependencies, build, run mailauthd in the
+#                   foreground on the demo set-up in ./run/ (pwdfile, demo user)
+#   make check      install build and test dependencies, build with
+#                   -Werror, run every test; then the same under ASan/UBSan
+#   make install    install programs, example config and systemd unit
+#                   (PREFIX=/usr/local, DESTDIR= for staging)
+#   make clean
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all build deps test-deps run check check-fast check-asan install clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	scripts/install-deps.sh --build
+
+test-deps:
+	scripts/install-deps.sh
+
+run: deps
+	$(MAKE) build
+	scripts/demo.sh $(BUILD)
+
+# The whole suite, twice: the release build, then the sanitizer build.  The
+# last lines are ctest's summary of the sanitizer run.
+check: test-deps
+	$(MAKE) check-fast
+	$(MAKE) check-asan
+
+check-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+check-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMAILAUTH_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+	install -d $(DESTDIR)/etc/mailauth
+	[ -e $(DESTDIR)/etc/mailauth/mailauthd.conf ] || \
+	  install -m 0640 conf/mailauthd.conf $(DESTDIR)/etc/mailauth/mailauthd.conf
+	install -d $(DESTDIR)/lib/systemd/system
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' conf/mailauthd.service \
+	  > $(DESTDIR)/lib/systemd/system/mailauthd.service
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd mailauth >/dev/null; then \
+	  echo "creating system user mailauth"; \
+	  useradd --system --home-dir /nonexistent --no-create-home \
+	    --shell /usr/sbin/nologin --user-group mailauth; \
+	fi
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

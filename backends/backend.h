@@ -1,0 +1,102 @@
+// The backend interface: where mailauthd learns whether a user exists and
+// what their credential is.  Every backend (pwdfile, mysql, pam, shadow)
+// implements it; the authenticator walks an ordered chain of them.
+//
+// Two kinds exist:
+//   - a *lookup* backend returns the stored credential (a hash, a plaintext
+//     value or a SCRAM verifier) and the scheme registry (src/password)
+//     checks it, so every SASL mechanism can use it: pwdfile, mysql, shadow;
+//   - a *verify-only* backend takes the plaintext password and answers yes or
+//     no itself, so it serves PLAIN and LOGIN only: pam.
+//
+// The error contract (every method, every backend):
+//   - Found / Ok / Fail: the backend knows the user and has decided.
+//   - Unknown: the backend does not know the user.  Not an error: the next
+//     backend in the chain is asked.
+//   - TempFail: the backend could not answer (database down, file unreadable,
+//     timeout).  The chain stops with a temporary failure; it never falls
+//     through to a later backend, which might hold a stale credential.
+// A backend never throws from lookup()/verify(); `reason` says what happened,
+// for the log, and never contains a password or a hash.
+//
+// Threads: lookup() and verify() are called concurrently from worker threads
+// and may block (disk, network).  Construction happens on the main thread and
+// may throw config::ConfigError.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "src/config/config.h"
+#include "src/util/secret.h"
+
+namespace mailauth::backend {
+
+// What a backend is asked about.
+struct Query {
+  std::string_view user;         // the name to look up: login, or login@realm with join_realm
+  std::string_view realm;        // as the client sent it (may be empty)
+  std::string_view service;      // "smtp", "imap", … (PAM uses it as the service name)
+  std::string_view client_addr;  // remote IP when known, else empty
+};
+
+struct Credential {
+  Secret stored;                          // as stored: hash, {SCHEME}value, verifier
+  std::string default_scheme = "CRYPT";   // how to read a value without {SCHEME}
+  bool disabled = false;                  // the account exists but may not log in
+};
+
+enum class Status { Found, Unknown, TempFail };
+
+struct LookupResult {
+  Status status = Status::Unknown;
+  Credential credential;  // when Found
+  std::string reason;     // when TempFail (or a note for Unknown)
+};
+
+enum class Verdict { Ok, Fail, Unknown, TempFail };
+
+struct VerifyResult {
+  Verdict verdict = Verdict::Unknown;
+  std::string reason;
+};
+
+class Backend {
+ public:
+  enum class Kind { Lookup, VerifyOnly };
+
+  Backend(std::string type, std::string name) : type_(std::move(type)), name_(std::move(name)) {}
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  const std::string& type() const { return type_; }
+  const std::string& name() const { return name_; }
+  virtual Kind kind() const = 0;
+
+  // Lookup backends: the stored credential of `query.user`.
+  virtual LookupResult lookup(const Query& query) = 0;
+
+  // Verify-only backends override this.  The default, for lookup backends,
+  // is never called by the chain.
+  virtual VerifyResult verify(const Query& query, std::string_view password);
+
+  // A quick health check for `mailauthd --check-config`: empty if usable,
+  // else what is wrong.
+  virtual std::string check() { return {}; }
+
+ private:
+  std::string type_;
+  std::string name_;
+};
+
+// Create a backend from its [[backend]] table.  Throws config::ConfigError
+// naming the file, line and key of anything wrong, including unknown keys.
+std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+
+// The backend types this build knows.
+std::vector<std::string> types();
+
+}  // namespace mailauth::backend

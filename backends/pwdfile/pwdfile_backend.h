@@ -1,0 +1,71 @@
+// pwdfile: a lookup backend over a pam_pwdfile-style file.
+//
+//   # comment
+//   alice:$y$j9T$...            user:hash
+//   bob:$6$...:extra:fields     anything after the second ':' is ignored
+//   carol:!$y$j9T$...           a leading '!' disables the account
+//
+// The file is re-read automatically when it changes (its inode, size, mtime
+// or ctime differ from what was loaded), checked on every lookup, so a
+// rewritten file takes effect on the next login with no restart.  A malformed
+// line is logged once, with its line number, and skipped.  If the file cannot
+// be read, lookups are a temporary failure (never a stale accept).
+//
+// Config keys: path (required), default_scheme ("CRYPT", or "PLAIN" for a
+// file of plaintext passwords).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "backends/backend.h"
+
+namespace mailauth::backend {
+
+class PwdfileBackend final : public Backend {
+ public:
+  static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+
+  PwdfileBackend(std::string name, std::string path, std::string default_scheme);
+
+  Kind kind() const override { return Kind::Lookup; }
+  LookupResult lookup(const Query& query) override;
+  std::string check() override;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Entry {
+    Secret stored;
+    int line = 0;
+  };
+  struct Table {
+    std::unordered_map<std::string, Entry> users;
+  };
+  struct FileId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    timespec mtime{};
+    timespec ctime{};
+    bool operator==(const FileId& o) const;
+  };
+
+  // Returns the current table, re-reading the file if it changed; nullptr
+  // with `error` set if it cannot be read.
+  std::shared_ptr<const Table> current(std::string* error);
+  std::shared_ptr<const Table> load(const FileId& id, std::string* error, int attempt = 0);
+
+  const std::string path_;
+  const std::string default_scheme_;
+  std::mutex mutex_;
+  std::shared_ptr<const Table> table_;
+  FileId loaded_{};
+  bool failing_ = false;  // the last attempt to read the file failed (log once per change)
+};
+
+}  // namespace mailauth::backend

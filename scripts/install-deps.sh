@@ -1,0 +1,57 @@
+#!/bin/sh
+# Install every build and test dependency of mailauth from Debian's packages.
+# Non-interactive and idempotent: packages already present are left alone.
+#
+#   scripts/install-deps.sh          build + test dependencies (what `make check` needs)
+#   scripts/install-deps.sh --build  only what building and `make run` need
+#
+# Servers that some packages ship (MariaDB, Postfix, Dovecot, saslauthd) are
+# installed for their binaries only: the tests start private instances of
+# them.  A temporary policy-rc.d keeps the package scripts from starting the
+# system's copies during installation.
+set -eu
+
+BUILD_PKGS="build-essential cmake pkg-config g++ make
+  libsodium-dev libcrypt-dev libargon2-dev libssl-dev libtomlplusplus-dev
+  libmariadb-dev libpam0g-dev libsystemd-dev libgtest-dev googletest"
+
+TEST_PKGS="python3 sasl2-bin whois argon2 python3-argon2 dovecot-core
+  mariadb-server mariadb-client libpam-pwdfile libpam-modules
+  postfix swaks gsasl openssl fail2ban
+  clang-14 libclang-rt-14-dev"
+
+pkgs="$BUILD_PKGS"
+[ "${1:-}" = "--build" ] || pkgs="$pkgs $TEST_PKGS"
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+    || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+  echo "install-deps: all dependencies present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how it is used; the tests run a private instance, so "No configuration".
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+
+policy=/usr/sbin/policy-rc.d
+made_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  made_policy=1
+fi
+cleanup() { [ -z "$made_policy" ] || $SUDO rm -f "$policy"; }
+trap cleanup EXIT
+
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
+echo "install-deps: done"

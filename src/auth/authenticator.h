@@ -1,0 +1,78 @@
+// The authenticator: from an AuthRequest to an AuthResult.
+//
+//   AuthRequest ─► worker pool ─► BackendChain (first backend that knows the
+//   user decides; TempFail ends the chain) ─► password::verify ─► AuthResult
+//   ─► continuation on the event loop ─► one log line per attempt.
+//
+// Unknown users are checked against a decoy credential (the last stored
+// credential seen, or an Argon2id hash made at start-up), so an attempt for
+// an unknown user costs the same as one for a real user.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "src/auth/request.h"
+#include "src/daemon/event_loop.h"
+#include "src/daemon/worker_pool.h"
+
+namespace mailauth::auth {
+
+// The ordered backends of one configuration.  Immutable once built; a reload
+// builds a new chain and swaps it in, while requests in flight finish on the
+// old one.
+class BackendChain {
+ public:
+  explicit BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends);
+
+  // Worker thread.  Never throws.
+  AuthResult check_password(const AuthRequest& request) const;
+
+  const std::vector<std::unique_ptr<backend::Backend>>& backends() const { return backends_; }
+
+ private:
+  void decoy_verify(std::string_view password) const;
+  void remember_decoy(const backend::Credential& c) const;
+  void warn_unusable(const std::string& backend, const std::string& user,
+                     const std::string& scheme) const;
+
+  std::vector<std::unique_ptr<backend::Backend>> backends_;
+  mutable std::mutex mutex_;
+  mutable Secret decoy_;
+  mutable std::string decoy_scheme_ = "CRYPT";
+  mutable std::set<std::string> warned_;  // backend/user pairs already reported
+};
+
+// Build the chain a configuration describes.  Throws config::ConfigError.
+std::shared_ptr<const BackendChain> build_chain(const config::Config& config);
+
+class Authenticator {
+ public:
+  using Done = std::function<void(const AuthResult&)>;
+
+  Authenticator(EventLoop& loop, WorkerPool& pool, std::shared_ptr<const BackendChain> chain);
+
+  // Loop thread.  `done` runs later on the loop thread, exactly once; it may
+  // run before authenticate() returns only when the queue is full.
+  void authenticate(AuthRequest request, Done done);
+
+  // Loop thread.  New requests use the new chain.
+  void set_chain(std::shared_ptr<const BackendChain> chain) { chain_ = std::move(chain); }
+  std::size_t in_flight() const { return in_flight_; }
+
+ private:
+  void log_attempt(const AuthRequest& r, const AuthResult& result,
+                   std::chrono::steady_clock::time_point start) const;
+  EventLoop& loop_;
+  WorkerPool& pool_;
+  std::shared_ptr<const BackendChain> chain_;
+  std::size_t in_flight_ = 0;
+};
+
+}  // namespace mailauth::auth

@@ -1,0 +1,35 @@
+// One authentication attempt as the protocols hand it to the authenticator,
+// and its outcome.
+#pragma once
+
+#include <string>
+
+#include "src/util/secret.h"
+
+namespace mailauth::auth {
+
+struct AuthRequest {
+  std::string protocol;     // "mux" or "dovecot", for the log line
+  std::string mechanism;    // "PLAIN", "LOGIN", … ; empty for mux
+  std::string user;         // the name the backends look up (after realm joining)
+  std::string realm;        // as the client sent it
+  std::string service;      // "smtp", "imap", …
+  std::string client_addr;  // remote IP when known
+  Secret password;
+};
+
+enum class Outcome {
+  Ok,        // credentials are right
+  Fail,      // wrong password, unknown or disabled user, unusable stored hash
+  TempFail,  // a backend could not answer, or the daemon is overloaded
+};
+
+struct AuthResult {
+  Outcome outcome = Outcome::Fail;
+  std::string backend;  // which backend decided ("-" when none did)
+  std::string reason;   // for the log only, never sent to the client
+};
+
+const char* outcome_name(Outcome o);
+
+}  // namespace mailauth::auth

@@ -1,0 +1,154 @@
+// mailauth-test: testsaslauthd's twin, and mailauth's load generator.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "src/cli/args.h"
+#include "src/cli/bench.h"
+#include "src/cli/mux_client.h"
+#include "src/util/secret.h"
+#include "version.h"
+
+namespace {
+
+constexpr const char* kHelp = R"(Usage:
+  mailauth-test -u USER [-p PASS] [-r REALM] [-s SERVICE] [-f SOCKET]
+  mailauth-test --bench [--users FILE] [--count N] [--duration S]
+                [--concurrency C] [--wrong FRACTION] [--json] [-f SOCKET]
+
+Ask an authentication daemon whether USER's password is right, over the
+saslauthd "mux" protocol, exactly as testsaslauthd does (mailauthd and
+saslauthd both answer it).
+
+Options:
+  -u USER           user name (sent as is; realm splitting is the client's job)
+  -p PASS           password.  Without -p the password is read from the
+                    terminal without echo, or one line from stdin when stdin
+                    is not a terminal.  Prefer that: -p shows in `ps`.
+  --password-stdin  read the password from stdin even on a terminal
+  -r REALM          realm field [default: empty]
+  -s SERVICE        service field [default: smtp]
+  -f SOCKET         mux socket [default: /var/run/saslauthd/mux]
+  --timeout S       seconds to wait for the answer [default: 30]
+  --help, --version
+
+Output and exit status (as testsaslauthd, plus distinct codes):
+  0: OK "Success."                  exit 0   the password is right
+  0: NO "authentication failed"     exit 1   wrong password, unknown user, …
+  (reason on stderr)                exit 3   no answer: no socket, connection
+                                             closed without a reply (the
+                                             daemon's temporary failure), timeout
+                                    exit 2   usage error
+
+Benchmark (--bench):
+  Runs C concurrent clients in a closed loop and prints auth/s, the counts of
+  OK / NO / temporary failures / errors and latency p50/p90/p99/max.
+  --users FILE      user:password lines, drawn at random [default: -u/-p]
+  --count N         stop after N requests
+  --duration S      stop after S seconds [default without --count: 1000 requests]
+  --concurrency C   clients in parallel [default: 1]
+  --wrong F         fraction (0..1) of requests sent with a wrong password
+  --json            one JSON object: auth_per_s, ok, no, tempfail, errors,
+                    p50_ms, p90_ms, p99_ms, max_ms, requests, seconds
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mailauth::cli;
+  Args args(argc, argv);
+  std::string user, realm, service = "smtp", socket = "/var/run/saslauthd/mux", users_file;
+  std::string password;
+  bool have_password = false, password_stdin = false, bench = false;
+  long long timeout_s = 30;
+  BenchOptions bopt;
+  while (!args.done()) {
+    const std::string a = args.next();
+    if (a == "--help" || a == "-h") {
+      std::cout << kHelp;
+      return 0;
+    } else if (a == "--version" || a == "-v") {
+      std::cout << "mailauth-test " << MAILAUTH_VERSION << "\n";
+      return 0;
+    } else if (a == "-u") {
+      user = args.value(a);
+    } else if (a == "-p") {
+      password = args.value(a);
+      have_password = true;
+    } else if (a == "-r") {
+      realm = args.value(a);
+    } else if (a == "-s") {
+      service = args.value(a);
+    } else if (a == "-f") {
+      socket = args.value(a);
+    } else if (a == "--password-stdin") {
+      password_stdin = true;
+    } else if (a == "--timeout") {
+      timeout_s = args.int_value(a, 1, 3600);
+    } else if (a == "--bench") {
+      bench = true;
+    } else if (a == "--users") {
+      users_file = args.value(a);
+    } else if (a == "--count") {
+      bopt.count = args.int_value(a, 1, 1'000'000'000);
+    } else if (a == "--duration") {
+      bopt.duration = args.double_value(a, 0.001, 86400);
+    } else if (a == "--concurrency") {
+      bopt.concurrency = static_cast<int>(args.int_value(a, 1, 4096));
+    } else if (a == "--wrong") {
+      bopt.wrong = args.double_value(a, 0, 1);
+    } else if (a == "--json") {
+      bopt.json = true;
+    } else if (a == "--dovecot" || a == "--mech" || a == "--rip" || a == "--persistent") {
+      args.usage_error("option " + a + " needs the Dovecot protocol client, which this version "
+                       "of mailauth-test does not have yet");
+    } else {
+      args.usage_error("unknown option '" + a + "'");
+    }
+  }
+  const auto timeout = std::chrono::seconds(timeout_s);
+
+  if (bench) {
+    if (!users_file.empty()) {
+      std::string error;
+      if (!load_bench_users(users_file, &bopt.users, &error)) {
+        std::cerr << args.program() << ": " << error << "\n";
+        return 2;
+      }
+    } else {
+      if (user.empty() || !have_password)
+        args.usage_error("--bench needs --users FILE, or -u USER and -p PASS");
+      bopt.users.emplace_back(user, password);
+    }
+    return run_bench(bopt, [&]() -> BenchClient {
+      return [&](std::string_view u, std::string_view p) {
+        MuxAnswer r = mux_authenticate(socket, u, p, service, realm, timeout);
+        switch (r.kind) {
+          case MuxAnswer::Ok: return BenchOutcome::Ok;
+          case MuxAnswer::No: return BenchOutcome::No;
+          case MuxAnswer::NoReply: return BenchOutcome::TempFail;
+          case MuxAnswer::Error: return BenchOutcome::Error;
+        }
+        return BenchOutcome::Error;
+      };
+    });
+  }
+
+  if (user.empty()) args.usage_error("-u USER is required");
+  if (!have_password) {
+    std::string error;
+    if (!read_password("Password: ", false, password_stdin, &password, &error)) {
+      std::cerr << args.program() << ": " << error << "\n";
+      return 2;
+    }
+  }
+  MuxAnswer r = mux_authenticate(socket, user, password, service, realm, timeout);
+  mailauth::wipe(password.data(), password.size());
+  switch (r.kind) {
+    case MuxAnswer::Ok: std::cout << "0: OK \"Success.\"\n"; return 0;
+    case MuxAnswer::No: std::cout << "0: NO \"authentication failed\"\n"; return 1;
+    case MuxAnswer::NoReply:
+    case MuxAnswer::Error: std::cerr << args.program() << ": " << r.error << "\n"; return 3;
+  }
+  return 3;
+}

@@ -1,0 +1,272 @@
+#include "src/config/config.h"
+
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "src/util/duration.h"
+
+namespace mailauth::config {
+
+namespace {
+int line_of(const toml::node* n, int fallback) {
+  if (n == nullptr) return fallback;
+  const auto& src = n->source();
+  return src.begin.line > 0 ? static_cast<int>(src.begin.line) : fallback;
+}
+}  // namespace
+
+Section::Section(std::shared_ptr<const toml::table> doc, const toml::table* table,
+                 std::string file, std::string path, int line)
+    : doc_(std::move(doc)), table_(table), file_(std::move(file)), path_(std::move(path)),
+      line_(line) {}
+
+const toml::node* Section::node(std::string_view key) const {
+  used_.emplace(key);
+  if (table_ == nullptr) return nullptr;
+  return table_->get(key);
+}
+
+bool Section::has(std::string_view key) const { return table_ && table_->contains(key); }
+
+void Section::fail(std::string_view key, std::string_view message) const {
+  const toml::node* n = table_ ? table_->get(key) : nullptr;
+  std::ostringstream out;
+  out << file_ << ":" << line_of(n, line_) << ": key '";
+  if (!path_.empty()) out << path_ << ".";
+  out << key << "': " << message;
+  throw ConfigError(out.str());
+}
+
+std::optional<std::string> Section::opt_string(std::string_view key) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return std::nullopt;
+  if (!n->is_string()) fail(key, "must be a string");
+  return std::string(*n->value<std::string_view>());
+}
+
+std::string Section::get_string(std::string_view key, std::string_view def) const {
+  auto v = opt_string(key);
+  return v ? *v : std::string(def);
+}
+
+std::string Section::require_string(std::string_view key) const {
+  auto v = opt_string(key);
+  if (!v) fail(key, "is required");
+  if (v->empty()) fail(key, "must not be empty");
+  return *v;
+}
+
+long long Section::get_int(std::string_view key, long long def, long long min,
+                           long long max) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return def;
+  if (!n->is_integer()) fail(key, "must be an integer");
+  long long v = *n->value<long long>();
+  if (v < min || v > max)
+    fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return v;
+}
+
+bool Section::get_bool(std::string_view key, bool def) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return def;
+  if (!n->is_boolean()) fail(key, "must be true or false");
+  return *n->value<bool>();
+}
+
+std::chrono::milliseconds Section::get_duration(std::string_view key,
+                                                std::chrono::milliseconds def) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return def;
+  if (n->is_integer()) {
+    long long v = *n->value<long long>();
+    if (v < 0) fail(key, "must not be negative");
+    return std::chrono::seconds(v);
+  }
+  if (!n->is_string()) fail(key, "must be a duration such as \"2s\" or \"500ms\"");
+  auto d = parse_duration(*n->value<std::string_view>());
+  if (!d) fail(key, "must be a duration such as \"2s\" or \"500ms\"");
+  return *d;
+}
+
+std::vector<std::string> Section::get_string_list(std::string_view key,
+                                                  const std::vector<std::string>& def) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return def;
+  if (n->is_string()) return {std::string(*n->value<std::string_view>())};
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) fail(key, "must be a list of strings");
+  std::vector<std::string> out;
+  for (const auto& item : *arr) {
+    if (!item.is_string()) fail(key, "must be a list of strings");
+    out.emplace_back(*item.value<std::string_view>());
+  }
+  return out;
+}
+
+mode_t Section::get_mode(std::string_view key, mode_t def) const {
+  const toml::node* n = node(key);
+  if (n == nullptr) return def;
+  long long v = -1;
+  if (n->is_integer()) {
+    v = *n->value<long long>();
+  } else if (n->is_string()) {
+    std::string_view s = *n->value<std::string_view>();
+    if (s.empty() || s.size() > 4) fail(key, "must be an octal mode such as \"0660\"");
+    v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '7') fail(key, "must be an octal mode such as \"0660\"");
+      v = v * 8 + (c - '0');
+    }
+  } else {
+    fail(key, "must be an octal mode such as \"0660\"");
+  }
+  if (v < 0 || v > 07777) fail(key, "must be an octal mode such as \"0660\"");
+  return static_cast<mode_t>(v);
+}
+
+void Section::reject_unknown_keys() const {
+  if (table_ == nullptr) return;
+  for (const auto& [k, v] : *table_) {
+    if (used_.find(k.str()) == used_.end()) {
+      std::ostringstream out;
+      out << file_ << ":" << line_of(&v, line_) << ": key '";
+      if (!path_.empty()) out << path_ << ".";
+      out << k.str() << "': unknown key";
+      throw ConfigError(out.str());
+    }
+  }
+}
+
+namespace {
+
+SocketConfig read_socket(const Section& s) {
+  SocketConfig c;
+  c.path = s.require_string("socket");
+  if (c.path.size() >= 108) s.fail("socket", "path is longer than a UNIX socket path may be (107 bytes)");
+  c.mode = s.get_mode("mode", 0660);
+  c.owner = s.get_string("owner", "");
+  c.group = s.get_string("group", "");
+  return c;
+}
+
+Section section_for(const Config& cfg, const toml::node* n, std::string path) {
+  const toml::table* t = n ? n->as_table() : nullptr;
+  return Section(cfg.doc, t, cfg.file, std::move(path), line_of(n, 1));
+}
+
+Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
+  Config cfg;
+  cfg.file = file;
+  cfg.doc = doc;
+  Section root(doc, doc.get(), file, "", 1);
+
+  for (const auto& [k, v] : *doc) {
+    std::string_view key = k.str();
+    if ((key == "daemon" || key == "saslauthd" || key == "dovecot" || key == "cache") &&
+        !v.is_table())
+      root.fail(key, "must be a table ([" + std::string(key) + "])");
+  }
+
+  // [daemon]
+  {
+    Section s = section_for(cfg, doc->get("daemon"), "daemon");
+    cfg.daemon.user = s.get_string("user", "");
+    cfg.daemon.group = s.get_string("group", "");
+    cfg.daemon.workers = static_cast<int>(s.get_int("workers", 4, 1, 256));
+    cfg.daemon.queue_size = static_cast<int>(s.get_int("queue_size", 1024, 1, 1'000'000));
+    if (auto target = s.opt_string("log")) {
+      if (*target == "syslog") cfg.daemon.log_target = log::Target::Syslog;
+      else if (*target == "stderr") cfg.daemon.log_target = log::Target::Stderr;
+      else s.fail("log", "must be \"syslog\" or \"stderr\"");
+    }
+    std::string lvl = s.get_string("log_level", "info");
+    if (!log::parse_level(lvl, &cfg.daemon.log_level))
+      s.fail("log_level", "must be \"error\", \"warning\", \"info\" or \"debug\"");
+    cfg.daemon.control_socket = s.get_string("control_socket", "");
+    s.reject_unknown_keys();
+  }
+
+  // [saslauthd]: the mux protocol
+  if (const toml::node* n = doc->get("saslauthd")) {
+    Section s = section_for(cfg, n, "saslauthd");
+    MuxConfig m;
+    m.socket = read_socket(s);
+    m.join_realm = s.get_bool("join_realm", false);
+    m.request_timeout = s.get_duration("request_timeout", std::chrono::seconds(10));
+    if (m.request_timeout.count() == 0) s.fail("request_timeout", "must be more than 0");
+    m.max_field = static_cast<std::size_t>(s.get_int("max_field", 1024, 256, 8192));
+    s.reject_unknown_keys();
+    cfg.mux = std::move(m);
+  }
+
+  for (const char* unsupported : {"dovecot", "cache"}) {
+    if (doc->contains(unsupported))
+      root.fail(unsupported, std::string("[") + unsupported +
+                                 "] is not supported by this version of mailauthd");
+  }
+
+  // [[backend]]
+  if (const toml::node* n = doc->get("backend")) {
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables())
+      root.fail("backend", "must be an array of tables ([[backend]])");
+    int index = 0;
+    for (const auto& item : *arr) {
+      ++index;
+      Section s = section_for(cfg, &item, "backend[" + std::to_string(index) + "]");
+      std::string type = s.require_string("type");
+      std::string name = s.get_string("name", type);
+      for (const auto& other : cfg.backends)
+        if (other.name == name)
+          s.fail("name", "\"" + name + "\" is used by another backend; give each a unique name");
+      cfg.backends.push_back(BackendSpec{type, name, s});
+    }
+  }
+
+  for (const auto& [k, v] : *doc) {
+    std::string_view key = k.str();
+    if (key != "daemon" && key != "saslauthd" && key != "backend") {
+      std::ostringstream out;
+      out << file << ":" << line_of(&v, 1) << ": key '" << key << "': unknown table or key";
+      throw ConfigError(out.str());
+    }
+  }
+
+  if (cfg.backends.empty())
+    throw ConfigError(file + ": no [[backend]] is configured; add at least one");
+  if (!cfg.mux)
+    throw ConfigError(file + ": no listener is configured; add a [saslauthd] table");
+  return cfg;
+}
+
+Config parse(std::string_view text, const std::string& file) {
+  try {
+    auto doc = std::make_shared<toml::table>(toml::parse(text, file));
+    return build(std::move(doc), file);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << file << ":" << e.source().begin.line << ": syntax error: " << e.description();
+    throw ConfigError(out.str());
+  }
+}
+
+}  // namespace
+
+Config load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return parse(buf.str(), path);
+}
+
+Config load_string(std::string_view text, const std::string& file_name) {
+  return parse(text, file_name);
+}
+
+}  // namespace mailauth::config

@@ -1,0 +1,118 @@
+// mailauthd configuration: the TOML file of interface.md, parsed and checked.
+//
+// Every error names the file, the line and the key ("mailauthd.conf:12: key
+// 'daemon.workers': must be between 1 and 256"), so an admin can fix a typo
+// without reading source.  Unknown keys are errors too: a misspelt key that
+// is silently ignored is a security bug waiting to happen.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "src/util/log.h"
+
+namespace toml {
+inline namespace v3 {
+class table;
+class node;
+}  // namespace v3
+}  // namespace toml
+
+namespace mailauth::config {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A view of one TOML table with typed accessors that report errors with the
+// file, line and dotted key.  Remembers which keys were read, so that
+// reject_unknown_keys() can name any key nobody asked for.
+class Section {
+ public:
+  Section(std::shared_ptr<const toml::table> doc, const toml::table* table, std::string file,
+          std::string path, int line);
+
+  const std::string& path() const { return path_; }
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  bool has(std::string_view key) const;
+
+  std::string get_string(std::string_view key, std::string_view def) const;
+  std::optional<std::string> opt_string(std::string_view key) const;
+  std::string require_string(std::string_view key) const;
+  long long get_int(std::string_view key, long long def, long long min, long long max) const;
+  bool get_bool(std::string_view key, bool def) const;
+  std::chrono::milliseconds get_duration(std::string_view key, std::chrono::milliseconds def) const;
+  std::vector<std::string> get_string_list(std::string_view key,
+                                           const std::vector<std::string>& def) const;
+  mode_t get_mode(std::string_view key, mode_t def) const;
+
+  // Throws ConfigError "FILE:LINE: key 'PATH.KEY': MESSAGE", with the line of
+  // the key's value when the key is present, else of the table.
+  [[noreturn]] void fail(std::string_view key, std::string_view message) const;
+  void reject_unknown_keys() const;
+
+ private:
+  const toml::node* node(std::string_view key) const;
+  std::shared_ptr<const toml::table> doc_;
+  const toml::table* table_;
+  std::string file_;
+  std::string path_;
+  int line_;
+  mutable std::set<std::string, std::less<>> used_;
+};
+
+struct DaemonConfig {
+  std::string user;  // empty: stay as started
+  std::string group;
+  int workers = 4;
+  int queue_size = 1024;  // pending jobs beyond this are a temporary failure
+  std::optional<log::Target> log_target;  // unset: stderr in the foreground, else syslog
+  log::Level log_level = log::Level::Info;
+  std::string control_socket;
+};
+
+// A UNIX socket the daemon listens on, with the ownership of the socket file.
+struct SocketConfig {
+  std::string path;
+  mode_t mode = 0660;
+  std::string owner;  // empty: the daemon's user
+  std::string group;  // empty: the daemon's group
+};
+
+struct MuxConfig {
+  SocketConfig socket;
+  bool join_realm = false;
+  std::chrono::milliseconds request_timeout{10'000};
+  std::size_t max_field = 1024;  // bytes per field; saslauthd's own limit is 256
+};
+
+struct BackendSpec {
+  std::string type;
+  std::string name;
+  Section section;
+};
+
+struct Config {
+  std::string file;
+  std::shared_ptr<const toml::table> doc;
+  DaemonConfig daemon;
+  std::optional<MuxConfig> mux;
+  std::vector<BackendSpec> backends;
+};
+
+// Parse and validate a configuration file.  Throws ConfigError.
+Config load_file(const std::string& path);
+// Parse from text (the file name is only used in messages).  Throws ConfigError.
+Config load_string(std::string_view text, const std::string& file_name);
+
+}  // namespace mailauth::config

@@ -1,0 +1,227 @@
+#include "src/daemon/daemon.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "src/auth/authenticator.h"
+#include "src/config/config.h"
+#include "src/daemon/event_loop.h"
+#include "src/daemon/listener.h"
+#include "src/daemon/mux_server.h"
+#include "src/daemon/worker_pool.h"
+#include "src/password/schemes.h"
+#include "src/util/log.h"
+#include "version.h"
+
+namespace mailauth {
+
+namespace {
+
+constexpr std::chrono::milliseconds kShutdownGrace{5000};
+
+bool under_systemd() { return std::getenv("NOTIFY_SOCKET") || std::getenv("INVOCATION_ID"); }
+
+log::Target log_target(const config::Config& cfg, const DaemonOptions& opt) {
+  if (cfg.daemon.log_target) return *cfg.daemon.log_target;
+  return opt.foreground ? log::Target::Stderr : log::Target::Syslog;
+}
+
+log::Level log_level(const config::Config& cfg, const DaemonOptions& opt) {
+  return opt.debug ? log::Level::Debug : cfg.daemon.log_level;
+}
+
+// Detach from the terminal: fork, new session, stdio to /dev/null.
+void daemonize() {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid > 0) ::_exit(0);
+  ::setsid();
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    if (null > 2) ::close(null);
+  }
+  if (::chdir("/") != 0) { /* nothing relative is used after start-up */ }
+}
+
+class Daemon {
+ public:
+  Daemon(DaemonOptions opt, config::Config cfg, std::shared_ptr<const auth::BackendChain> chain)
+      : opt_(std::move(opt)), cfg_(std::move(cfg)), chain_(std::move(chain)) {}
+
+  int run() {
+    // Signals are taken from a signalfd on the loop; block them before any
+    // thread starts so that the workers inherit the mask.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
+    if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0)
+      throw std::runtime_error("cannot block signals");
+    ::signal(SIGPIPE, SIG_IGN);
+    UniqueFd sigfd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!sigfd) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+
+    // Privileged set-up: sockets with their owners.
+    auto mux_listener = std::make_unique<UnixListener>(cfg_.mux->socket);
+
+    if (!opt_.foreground && !under_systemd()) daemonize();
+    drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
+    if (::geteuid() == 0)
+      log::warning("running as root: set [daemon] user (and group) to run unprivileged");
+    if (!cfg_.daemon.control_socket.empty())
+      log::warning("control_socket is not served by this version; the key is ignored");
+
+    EventLoop loop;
+    WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
+    auth::Authenticator authenticator(loop, pool, chain_);
+    auto mux = std::make_unique<MuxServer>(loop, authenticator, *cfg_.mux, std::move(mux_listener));
+
+    bool stopping = false;
+    loop.add(sigfd.get(), EPOLLIN, [&](uint32_t) {
+      signalfd_siginfo si{};
+      while (::read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        if (si.ssi_signo == SIGHUP) {
+          reload(authenticator, *mux);
+        } else if (!stopping) {
+          stopping = true;
+          log::info(std::string("received ") + strsignal(static_cast<int>(si.ssi_signo)) +
+                    "; shutting down");
+          mux->stop_accepting();
+          const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+          // Let requests in flight finish, then stop; bounded by the grace time.
+          auto check = std::make_shared<std::function<void()>>();
+          *check = [&, deadline, check] {
+            if ((authenticator.in_flight() == 0 && mux->connections() == 0) ||
+                std::chrono::steady_clock::now() >= deadline) {
+              loop.stop();
+              return;
+            }
+            loop.add_timer(std::chrono::milliseconds(20), *check);
+          };
+          (*check)();
+        }
+      }
+    });
+
+    log::info(std::string("mailauthd ") + MAILAUTH_VERSION + " ready" +
+              log::kv("workers", cfg_.daemon.workers) +
+              log::kv("backends", static_cast<long long>(chain_->backends().size())));
+    loop.run();
+    mux.reset();
+    pool.shutdown();
+    log::info("mailauthd stopped");
+    return 0;
+  }
+
+ private:
+  void reload(auth::Authenticator& authenticator, MuxServer& mux) {
+    log::info("received SIGHUP; reloading " + opt_.config_path);
+    try {
+      config::Config next = config::load_file(opt_.config_path);
+      auto chain = auth::build_chain(next);
+      if (!next.mux || next.mux->socket.path != cfg_.mux->socket.path ||
+          next.mux->socket.mode != cfg_.mux->socket.mode ||
+          next.mux->socket.owner != cfg_.mux->socket.owner ||
+          next.mux->socket.group != cfg_.mux->socket.group)
+        log::warning("reload: [saslauthd] socket settings changed; they take effect on restart");
+      if (next.mux)
+        mux.set_options(next.mux->join_realm, next.mux->request_timeout, next.mux->max_field);
+      if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user)
+        log::warning("reload: [daemon] workers/user changed; they take effect on restart");
+      log::set_level(log_level(next, opt_));
+      authenticator.set_chain(chain);
+      chain_ = std::move(chain);
+      next.mux = cfg_.mux;  // the socket in use stays what it is
+      cfg_ = std::move(next);
+      log::info("reload: done" +
+                log::kv("backends", static_cast<long long>(chain_->backends().size())));
+    } catch (const std::exception& e) {
+      log::error(std::string("reload failed, keeping the running configuration: ") + e.what());
+    }
+  }
+
+  DaemonOptions opt_;
+  config::Config cfg_;
+  std::shared_ptr<const auth::BackendChain> chain_;
+};
+
+}  // namespace
+
+void drop_privileges(const std::string& user, const std::string& group) {
+  if (user.empty() && group.empty()) return;
+  if (::geteuid() != 0) {
+    log::debug("not started as root; staying the user we are");
+    return;
+  }
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* result = nullptr;
+  if (user.empty()) throw std::runtime_error("[daemon] group is set but user is not");
+  if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
+    throw std::runtime_error("[daemon] user '" + user +
+                             "' does not exist (make install creates it; or change the key)");
+  const gid_t gid = group.empty() ? pw.pw_gid : lookup_gid(group);
+  if (::initgroups(pw.pw_name, gid) != 0 || ::setgid(gid) != 0 || ::setuid(pw.pw_uid) != 0)
+    throw std::runtime_error("cannot switch to user '" + user + "': " + std::strerror(errno));
+  if (::setuid(0) == 0) throw std::runtime_error("privileges were not dropped (setuid(0) worked)");
+  log::info("running as user " + user);
+}
+
+int run_daemon(const DaemonOptions& opt) {
+  password::init();
+  config::Config cfg;
+  try {
+    cfg = config::load_file(opt.config_path);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "mailauthd: " << e.what() << "\n";
+    return 1;
+  }
+  log::init(opt.check_config ? log::Target::Stderr : log_target(cfg, opt), log_level(cfg, opt),
+            "mailauthd");
+  std::shared_ptr<const auth::BackendChain> chain;
+  try {
+    chain = auth::build_chain(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "mailauthd: " << e.what() << "\n";
+    return 1;
+  }
+  if (opt.check_config) {
+    int problems = 0;
+    for (const auto& b : chain->backends()) {
+      std::string problem = b->check();
+      if (!problem.empty()) {
+        std::cerr << "mailauthd: backend " << b->name() << ": " << problem << "\n";
+        ++problems;
+      }
+    }
+    if (problems) return 1;
+    std::cout << opt.config_path << ": configuration OK (" << chain->backends().size()
+              << " backend" << (chain->backends().size() == 1 ? "" : "s") << ")\n";
+    return 0;
+  }
+  const bool to_stderr_too = log_target(cfg, opt) != log::Target::Stderr;
+  try {
+    Daemon d(opt, std::move(cfg), std::move(chain));
+    return d.run();
+  } catch (const std::exception& e) {
+    log::error(std::string("fatal: ") + e.what());
+    if (to_stderr_too) std::cerr << "mailauthd: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace mailauth

@@ -1,0 +1,45 @@
+// Listening UNIX sockets with the owner, group and mode the config asks for.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "src/config/config.h"
+#include "src/util/fd.h"
+
+namespace mailauth {
+
+// A bound, listening, non-blocking UNIX stream socket.  Removes its socket
+// file on destruction if the file is still the one it created.
+class UnixListener {
+ public:
+  // Creates missing parent directories (mode 0755), replaces a stale socket
+  // file (never a regular file), binds, applies owner/group/mode, listens.
+  // Throws std::runtime_error with a message that names the path.
+  explicit UnixListener(const config::SocketConfig& config);
+  ~UnixListener();
+  UnixListener(const UnixListener&) = delete;
+  UnixListener& operator=(const UnixListener&) = delete;
+
+  int fd() const { return fd_.get(); }
+  const std::string& path() const { return path_; }
+  // Unlink the socket file now (shutdown).
+  void remove_file();
+
+ private:
+  UniqueFd fd_;
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
+// Peer credentials of a connected UNIX socket, as "uid=N pid=N" for logs.
+std::string peer_description(int fd);
+
+// Resolve a user or group name (or a number) to an id; throws with a clear
+// message if it does not exist.
+uid_t lookup_uid(const std::string& name);
+gid_t lookup_gid(const std::string& name);
+
+}  // namespace mailauth

@@ -1,0 +1,85 @@
+// mailauthd: the authentication daemon.
+#include <iostream>
+
+#include "src/cli/args.h"
+#include "src/daemon/daemon.h"
+#include "version.h"
+
+namespace {
+
+constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground] [--debug] [--check-config]
+
+mailauthd checks mail users' passwords for Postfix (and anything else that
+speaks the saslauthd "mux" protocol) against an ordered chain of backends.
+It serves UNIX sockets from one event loop and does the slow work (hash
+checks, file and database lookups) on a pool of worker threads.
+
+Options:
+  --config FILE    configuration file (TOML)
+                   [default: /etc/mailauth/mailauthd.conf]
+  --foreground     do not detach; log to stderr unless the configuration's
+                   [daemon] log key says otherwise
+  --debug          log every step at debug level (passwords are never logged)
+  --check-config   parse and validate the configuration, open each backend,
+                   print what is wrong (file:line: key 'table.key': problem);
+                   exit 0 if usable, 1 if not.  Never listens.
+  --help           show this help and exit
+  --version        show the version and exit
+
+Signals:
+  SIGHUP           re-read the configuration and reopen the backends; an
+                   invalid new configuration is logged and the running one
+                   stays in force.  Socket settings need a restart.
+  SIGTERM, SIGINT  stop accepting, finish requests in flight (at most 5 s),
+                   remove the sockets, exit 0.
+
+Protocols:
+  [saslauthd] socket   the saslauthd mux protocol, as libsasl2 clients use it
+                       (Postfix smtpd_sasl_type = cyrus with
+                       pwcheck_method: saslauthd, testsaslauthd, Cyrus IMAP).
+                       A wrong password is answered "NO"; a backend that
+                       cannot answer (temporary failure) makes mailauthd close
+                       the connection without a reply, which Postfix reports
+                       as "454 Temporary authentication failure" instead of
+                       a permanent 535.
+
+Logging:
+  One line per attempt, key=value, for log tools and fail2ban:
+    auth: result=ok|fail|tempfail proto=mux user=U service=S realm=R rip=IP
+          backend=NAME reason=TEXT ms=N
+  Syslog facility: auth.
+
+Exit status:
+  0 stopped cleanly (or --check-config: usable), 1 configuration or start-up
+  error, 2 usage error.
+
+See conf/mailauthd.conf for every configuration key, and README.md.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mailauth::cli::Args args(argc, argv);
+  mailauth::DaemonOptions opt;
+  while (!args.done()) {
+    const std::string a = args.next();
+    if (a == "--help" || a == "-h") {
+      std::cout << kHelp;
+      return 0;
+    } else if (a == "--version" || a == "-v") {
+      std::cout << "mailauthd " << MAILAUTH_VERSION << "\n";
+      return 0;
+    } else if (a == "--config") {
+      opt.config_path = args.value(a);
+    } else if (a == "--foreground") {
+      opt.foreground = true;
+    } else if (a == "--debug") {
+      opt.debug = true;
+    } else if (a == "--check-config") {
+      opt.check_config = true;
+    } else {
+      args.usage_error("unknown option '" + a + "'");
+    }
+  }
+  return mailauth::run_daemon(opt);
+}

@@ -1,0 +1,76 @@
+#include "src/daemon/worker_pool.h"
+
+#include <exception>
+#include <string>
+
+#include "src/util/log.h"
+
+namespace mailauth {
+
+WorkerPool::WorkerPool(EventLoop& loop, int threads, std::size_t max_queue)
+    : loop_(loop), max_queue_(max_queue) {
+  threads_.reserve(static_cast<std::size_t>(threads));
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+}
+
+WorkerPool::~WorkerPool() { shutdown(); }
+
+bool WorkerPool::submit(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || queue_.size() >= max_queue_) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+std::size_t WorkerPool::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+std::size_t WorkerPool::busy() const {
+  std::lock_guard lock(mutex_);
+  return busy_;
+}
+
+void WorkerPool::shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void WorkerPool::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+    }
+    Continuation done;
+    try {
+      done = job();
+    } catch (const std::exception& e) {
+      // Jobs report failures through their continuation; an exception here is
+      // a bug, but it must not take the daemon down.
+      log::error(std::string("worker job failed: ") + e.what());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      --busy_;
+    }
+    if (done) loop_.post(std::move(done));
+  }
+}
+
+}  // namespace mailauth

@@ -1,0 +1,55 @@
+// WorkerPool: a fixed set of threads for blocking work (hash checks, SQL,
+// PAM), so the event loop never blocks.
+//
+// submit() takes a job that runs on a worker and returns a continuation; the
+// continuation is posted back to the event loop (through its eventfd) and runs
+// there.  The queue is bounded: when it is full submit() returns false and the
+// caller answers with a temporary failure instead of letting memory grow.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "src/daemon/event_loop.h"
+
+namespace mailauth {
+
+class WorkerPool {
+ public:
+  using Continuation = std::function<void()>;
+  using Job = std::function<Continuation()>;
+
+  WorkerPool(EventLoop& loop, int threads, std::size_t max_queue);
+  ~WorkerPool();  // waits for running jobs; drops queued ones
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Loop thread (or any thread).  False when the queue is full or the pool is
+  // shutting down; the job is then not run.
+  bool submit(Job job);
+
+  std::size_t queued() const;
+  std::size_t busy() const;
+  int threads() const { return static_cast<int>(threads_.size()); }
+
+  // Stop taking jobs, let queued and running ones finish, join the threads.
+  void shutdown();
+
+ private:
+  void run();
+  EventLoop& loop_;
+  const std::size_t max_queue_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  std::size_t busy_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace mailauth

@@ -1,0 +1,311 @@
+"""mailauthd's saslauthd (mux) protocol, end to end, with real clients:
+Cyrus SASL's own testsaslauthd (sasl2-bin) and mailauth-test."""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DaemonTestCase, MAILAUTHD, mkpasswd, mux_exchange, mux_frame,
+                     mux_reply_text, which)
+
+OK_LINE = '0: OK "Success."'
+NO_LINE = '0: NO "authentication failed"'
+
+
+class MuxTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("run/mux")
+        self.passwd = self.write("passwd", "\n".join([
+            "# test users",
+            "alice:" + mkpasswd("alice-pw", "sha512crypt"),
+            "bob:" + mkpasswd("bob pw with spaces", "yescrypt"),
+            "carol:!" + mkpasswd("carol-pw", "sha512crypt"),
+            "john@example.com:" + mkpasswd("john-pw", "sha256crypt"),
+            "this line is malformed",
+            "",
+        ]))
+
+    def config(self, extra_daemon="", extra_mux="", passwd=None):
+        return f"""
+[daemon]
+workers = 2
+log = "stderr"
+{extra_daemon}
+
+[saslauthd]
+socket = "{self.sock}"
+mode = "0666"
+{extra_mux}
+
+[[backend]]
+type = "pwdfile"
+path = "{passwd or self.passwd}"
+"""
+
+    def start(self, **kw):
+        return self.daemon(self.config(**kw), socket_path=self.sock)
+
+    def run_testsaslauthd(self, *args):
+        return subprocess.run([which("testsaslauthd"), "-f", self.sock, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def assert_ok(self, user, password, **kw):
+        r = self.mailauth_test("-f", self.sock, "-u", user, "-p", password, **kw)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+
+    def assert_no(self, user, password):
+        r = self.mailauth_test("-f", self.sock, "-u", user, "-p", password)
+        self.assertEqual((r.returncode, r.stdout.strip()), (1, NO_LINE), r.stderr)
+
+    # --- real clients ------------------------------------------------------
+
+    def test_testsaslauthd_ok_and_no(self):
+        d = self.start()
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        r = self.run_testsaslauthd("-u", "bob", "-p", "bob pw with spaces", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        for user, pw in [("alice", "wrong"), ("alice", "alice-pw "), ("nobody", "alice-pw"),
+                         ("carol", "carol-pw"), ("ALICE", "alice-pw")]:
+            r = self.run_testsaslauthd("-u", user, "-p", pw)
+            self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE), (user, pw))
+        log = d.log()
+        self.assertIn("passwd:6: no ':' between user and hash; line skipped", log)
+        self.assertIn("reason=\"account disabled\"", log)
+        self.assertIn("reason=\"unknown user\"", log)
+
+    def test_mailauth_test_output_and_exit_codes(self):
+        self.start()
+        self.assert_ok("alice", "alice-pw")
+        self.assert_no("alice", "nope")
+        # Password from stdin when -p is absent and stdin is not a terminal.
+        r = self.mailauth_test("-f", self.sock, "-u", "alice", input="alice-pw\n")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+        # No daemon there: 3, with the reason on stderr.
+        r = self.mailauth_test("-f", self.path("nothing/mux"), "-u", "alice", "-p", "x")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("No such file or directory", r.stderr)
+        self.assertEqual(r.stdout, "")
+        # Usage errors: 2, one line naming the problem.
+        r = self.mailauth_test("-f", self.sock, "-p", "x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("-u USER is required", r.stderr)
+        r = self.mailauth_test("--frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option '--frobnicate'", r.stderr)
+        r = self.mailauth_test("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Usage:", r.stdout)
+
+    # --- the wire ----------------------------------------------------------
+
+    def test_five_field_request_with_client_address(self):
+        d = self.start()
+        raw = mux_exchange(self.sock, mux_frame("alice", "alice-pw", "smtp", "", "192.0.2.7;4321"))
+        self.assertEqual(mux_reply_text(raw), "OK")
+        raw = mux_exchange(self.sock, mux_frame("alice", "bad", "smtp", "", "192.0.2.8;4321"))
+        self.assertEqual(mux_reply_text(raw), "NO authentication failed")
+        log = d.log()
+        self.assertIn("result=ok proto=mux user=alice service=smtp realm= rip=192.0.2.7", log)
+        self.assertIn("result=fail proto=mux user=alice service=smtp realm= rip=192.0.2.8", log)
+
+    def test_null_login_and_password_replies_match_saslauthd(self):
+        self.start()
+        self.assertEqual(mux_reply_text(mux_exchange(self.sock, mux_frame("", "pw", "smtp", ""))),
+                         "NO NULL login received")
+        self.assertEqual(mux_reply_text(mux_exchange(self.sock, mux_frame("alice", "", "smtp", ""))),
+                         "NO NULL password received")
+
+    def test_malformed_frames_close_one_connection_and_valid_logins_still_work(self):
+        d = self.start(extra_mux='request_timeout = "1s"')
+        bad_frames = [
+            b"",                                             # zero-length: connect, close
+            b"\x00",                                         # half a length
+            b"\x00\x05ali",                                  # truncated field
+            mux_frame("alice", "alice-pw", "smtp"),          # three fields then EOF
+            mux_frame("alice", "alice-pw", "smtp", "") + b"\x00\x09192",  # partial 5th field
+            b"\xff\xff" + b"A" * 70000,                      # oversized length
+            mux_frame("a" * 2000, "pw", "smtp", ""),         # login over max_field
+            mux_frame("alice", "p" * 5000, "smtp", ""),      # password over max_field
+            os.urandom(3000),                                # noise
+            b"GET / HTTP/1.0\r\n\r\n",                       # wrong protocol
+        ]
+        for frame in bad_frames:
+            raw = mux_exchange(self.sock, frame, shutdown_write=True)
+            self.assertNotEqual(mux_reply_text(raw), "OK", frame[:20])
+            self.assert_ok("alice", "alice-pw")
+        # Oversized fields are refused with saslauthd's bare "NO ".
+        raw = mux_exchange(self.sock, mux_frame("a" * 2000, "pw", "smtp", ""))
+        self.assertEqual(raw, b"\x00\x03NO ")
+        log = d.log()
+        self.assertIn("field 1 is longer than 1024 bytes", log)
+        self.assertIn("field 2 is longer than 1024 bytes", log)
+        self.assertIn("connection closed in the middle of field", log)
+        self.assertIn("peer_uid=", log)
+        # Every bad connection was closed: the daemon holds none open.
+        self.assert_ok("bob", "bob pw with spaces")
+
+    def test_slow_and_silent_clients_do_not_block_others(self):
+        d = self.start(extra_mux='request_timeout = "800ms"')
+        # 50 clients that connect and send half a request, and stay.
+        hangers = []
+        for _ in range(50):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(self.sock)
+            s.sendall(b"\x00\x05al")
+            hangers.append(s)
+        t0 = time.monotonic()
+        self.assert_ok("alice", "alice-pw")
+        self.assertLess(time.monotonic() - t0, 5)
+        # They are closed after request_timeout, with a log line each.
+        for s in hangers:
+            s.settimeout(10)
+            self.assertEqual(s.recv(10), b"")
+            s.close()
+        self.assertEqual(d.log().count("no complete request within 800 ms"), 50)
+
+    def test_concurrent_load_with_the_bench_client(self):
+        users = self.write("bench-users", "alice:alice-pw\nbob:bob pw with spaces\n")
+        self.start()
+        r = self.mailauth_test("-f", self.sock, "--bench", "--users", users, "--count", "300",
+                               "--concurrency", "16", "--wrong", "0.3", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        report = json.loads(r.stdout)
+        for key in ("auth_per_s", "ok", "no", "tempfail", "errors", "p50_ms", "p90_ms", "p99_ms",
+                    "max_ms"):
+            self.assertIn(key, report)
+        self.assertEqual(report["ok"] + report["no"], 300, report)
+        self.assertEqual(report["tempfail"] + report["errors"], 0, report)
+        self.assertGreater(report["ok"], 100)
+        self.assertGreater(report["no"], 30)
+
+    # --- behaviour ---------------------------------------------------------
+
+    def test_join_realm(self):
+        self.start(extra_mux="join_realm = true")
+        r = self.run_testsaslauthd("-u", "john", "-r", "example.com", "-p", "john-pw")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        r = self.run_testsaslauthd("-u", "john", "-p", "john-pw")
+        self.assertEqual(r.returncode, 255)
+        # A realm on a user without one in the file does not match "alice".
+        r = self.run_testsaslauthd("-u", "alice", "-r", "example.com", "-p", "alice-pw")
+        self.assertEqual(r.returncode, 255)
+
+    def test_without_join_realm_the_realm_is_not_appended(self):
+        self.start()
+        r = self.run_testsaslauthd("-u", "alice", "-r", "example.com", "-p", "alice-pw")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        r = self.run_testsaslauthd("-u", "john", "-r", "example.com", "-p", "john-pw")
+        self.assertEqual(r.returncode, 255)
+
+    def test_pwdfile_change_takes_effect_on_the_next_login(self):
+        self.start()
+        self.assert_ok("alice", "alice-pw")
+        self.write("passwd", "alice:" + mkpasswd("new-pw") + "\n")
+        self.assert_no("alice", "alice-pw")
+        self.assert_ok("alice", "new-pw")
+        self.assert_no("bob", "bob pw with spaces")
+
+    def test_unreadable_pwdfile_is_a_temporary_failure_without_reply(self):
+        d = self.start()
+        os.rename(self.passwd, self.passwd + ".away")
+        raw = mux_exchange(self.sock, mux_frame("alice", "alice-pw", "smtp", ""))
+        self.assertEqual(raw, b"", "a temporary failure must close without a reply")
+        r = self.mailauth_test("-f", self.sock, "-u", "alice", "-p", "alice-pw")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("closed without a reply", r.stderr)
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw")
+        self.assertNotIn("OK", r.stdout)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("result=tempfail", d.log())
+        self.assertEqual(d.log().count("error: pwdfile pwdfile: cannot read " + self.passwd), 1,
+                         "the outage is logged once per state change, not once per request")
+        os.rename(self.passwd + ".away", self.passwd)
+        self.assert_ok("alice", "alice-pw")
+        self.assertIn("is readable again", d.log())
+
+    def test_no_password_in_the_debug_log(self):
+        marker_ok = "Pw-Right-7f3a9c"
+        marker_bad = "Pw-Wrong-0b1e5d"
+        self.write("passwd", f"dave:{mkpasswd(marker_ok)}\nplain:{{PLAIN}}{marker_ok}x\n")
+        d = self.daemon(self.config(), args=["--debug"], socket_path=self.sock)
+        self.assert_ok("dave", marker_ok)
+        self.assert_no("dave", marker_bad)
+        self.assert_no("nobody", marker_bad + "2")
+        self.assert_no("plain", marker_bad + "3")
+        mux_exchange(self.sock, mux_frame("dave", marker_bad + "4" * 2000, "smtp", ""))
+        mux_exchange(self.sock, mux_frame("dave", marker_bad + "5", "smtp"), shutdown_write=True)
+        self.assertEqual(d.stop(), 0)
+        log = d.log()
+        self.assertIn("debug:", log)
+        self.assertIn("password_bytes=", log)
+        for secret in (marker_ok, marker_bad, marker_ok.encode().hex(), marker_bad.encode().hex()):
+            self.assertNotIn(secret, log)
+
+    def test_sigterm_removes_the_socket_and_exits_zero(self):
+        d = self.start()
+        self.assertTrue(stat.S_ISSOCK(os.stat(self.sock).st_mode))
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.assertFalse(os.path.exists(self.sock))
+        self.assertIn("shutting down", d.log())
+        d2 = self.start()
+        self.assertEqual(d2.stop(signal.SIGINT), 0)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_socket_mode_and_stale_socket(self):
+        # A stale socket file from a crashed daemon is replaced.
+        os.makedirs(os.path.dirname(self.sock), exist_ok=True)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(self.sock)
+        s.close()
+        d = self.daemon(self.config().replace('mode = "0666"', 'mode = "0600"'),
+                        socket_path=self.sock)
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock).st_mode), 0o600)
+        self.assert_ok("alice", "alice-pw")
+        # A second daemon on the same socket refuses to start instead of stealing it.
+        r = subprocess.run([MAILAUTHD, "--foreground", "--config", d.config_path],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("another process is listening on it", r.stderr)
+        self.assert_ok("alice", "alice-pw")
+
+    def test_sighup_reload_switches_backends_and_keeps_serving_on_bad_config(self):
+        d = self.start()
+        other = self.write("passwd2", "erin:" + mkpasswd("erin-pw") + "\n")
+        d.write_config(self.config(passwd=other))
+        tail = d.reload()
+        self.assertIn("reload: done", tail)
+        self.assert_ok("erin", "erin-pw")
+        self.assert_no("alice", "alice-pw")
+        # A broken config is refused with file:line:key and the old one serves on.
+        d.write_config(self.config(passwd=other).replace("workers = 2", "workers = 0"))
+        tail = d.reload()
+        self.assertIn("reload failed, keeping the running configuration", tail)
+        self.assertIn("mailauthd.conf:3: key 'daemon.workers': must be between 1 and 256", tail)
+        self.assert_ok("erin", "erin-pw")
+
+    def test_check_config(self):
+        good = self.write("good.conf", self.config())
+        r = subprocess.run([MAILAUTHD, "--check-config", "--config", good], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK", r.stdout)
+        self.assertFalse(os.path.exists(self.sock), "--check-config never listens")
+        bad = self.write("bad.conf", self.config().replace("path =", "pth ="))
+        r = subprocess.run([MAILAUTHD, "--check-config", "--config", bad], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bad.conf:12: key 'backend[1].path': is required", r.stderr)
+        r = subprocess.run([MAILAUTHD, "--bogus"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option '--bogus'", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

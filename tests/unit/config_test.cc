@@ -1,0 +1,129 @@
+#include "src/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include "backends/backend.h"
+
+namespace mailauth::config {
+namespace {
+
+constexpr const char* kMinimal = R"([saslauthd]
+socket = "/tmp/x/mux"
+
+[[backend]]
+type = "pwdfile"
+path = "/etc/hostname"
+)";
+
+std::string error_of(const std::string& text) {
+  try {
+    Config c = load_string(text, "test.conf");
+    for (const auto& spec : c.backends) backend::create(spec);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, MinimalConfigHasDefaults) {
+  Config c = load_string(kMinimal, "test.conf");
+  EXPECT_EQ(c.daemon.workers, 4);
+  EXPECT_FALSE(c.daemon.log_target.has_value());
+  EXPECT_EQ(c.daemon.log_level, log::Level::Info);
+  ASSERT_TRUE(c.mux);
+  EXPECT_EQ(c.mux->socket.path, "/tmp/x/mux");
+  EXPECT_EQ(c.mux->socket.mode, 0660u);
+  EXPECT_FALSE(c.mux->join_realm);
+  EXPECT_EQ(c.mux->request_timeout.count(), 10000);
+  ASSERT_EQ(c.backends.size(), 1u);
+  EXPECT_EQ(c.backends[0].type, "pwdfile");
+  EXPECT_EQ(c.backends[0].name, "pwdfile");
+}
+
+TEST(Config, FullDaemonAndSaslauthdTables) {
+  Config c = load_string(R"([daemon]
+user = "mailauth"
+group = "mailauth"
+workers = 8
+log = "stderr"
+log_level = "debug"
+control_socket = "/run/mailauth/control"
+
+[saslauthd]
+socket = "/var/spool/postfix/var/run/saslauthd/mux"
+mode = "0660"
+owner = "root"
+group = "postfix"
+join_realm = true
+request_timeout = "500ms"
+
+[[backend]]
+type = "pwdfile"
+name = "users"
+path = "/etc/hostname"
+)",
+                         "full.conf");
+  EXPECT_EQ(c.daemon.user, "mailauth");
+  EXPECT_EQ(c.daemon.workers, 8);
+  EXPECT_EQ(c.daemon.log_target, log::Target::Stderr);
+  EXPECT_EQ(c.daemon.log_level, log::Level::Debug);
+  EXPECT_EQ(c.mux->socket.group, "postfix");
+  EXPECT_TRUE(c.mux->join_realm);
+  EXPECT_EQ(c.mux->request_timeout.count(), 500);
+  EXPECT_EQ(c.backends[0].name, "users");
+}
+
+TEST(Config, ErrorsNameFileLineAndKey) {
+  EXPECT_EQ(error_of("[daemon]\nworkers = 0\n[saslauthd]\nsocket=\"/x\"\n"),
+            "test.conf:2: key 'daemon.workers': must be between 1 and 256");
+  EXPECT_EQ(error_of("[daemon]\nworkers = \"four\"\n"),
+            "test.conf:2: key 'daemon.workers': must be an integer");
+  EXPECT_EQ(error_of("[daemon]\n\nlog = \"file\"\n"),
+            "test.conf:3: key 'daemon.log': must be \"syslog\" or \"stderr\"");
+  EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\nmode = \"0999\"\n"),
+            "test.conf:3: key 'saslauthd.mode': must be an octal mode such as \"0660\"");
+  EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\nrequest_timeout = \"soon\"\n"),
+            "test.conf:3: key 'saslauthd.request_timeout': must be a duration such as \"2s\" or "
+            "\"500ms\"");
+}
+
+TEST(Config, UnknownKeysAreErrorsWithTheirLine) {
+  EXPECT_EQ(error_of("[daemon]\nworkers = 2\nwokrers = 3\n"),
+            "test.conf:3: key 'daemon.wokrers': unknown key");
+  EXPECT_EQ(error_of(std::string(kMinimal) + "paht = \"/x\"\n"),
+            "test.conf:7: key 'backend[1].paht': unknown key");
+  EXPECT_EQ(error_of("[deamon]\nworkers = 2\n"), "test.conf:1: key 'deamon': unknown table or key");
+}
+
+TEST(Config, SyntaxErrorsNameTheLine) {
+  const std::string e = error_of("[daemon]\nworkers = = 2\n");
+  EXPECT_EQ(e.rfind("test.conf:2: syntax error:", 0), 0u) << e;
+}
+
+TEST(Config, BackendErrors) {
+  EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\npath = \"/x\"\n"),
+            "test.conf:3: key 'backend[1].type': is required");
+  const std::string unknown =
+      error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"ldap\"\n");
+  EXPECT_EQ(unknown.rfind("test.conf:4: key 'backend[1].type': unknown backend type \"ldap\"", 0), 0u)
+      << unknown;
+  EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"pwdfile\"\n"),
+            "test.conf:3: key 'backend[1].path': is required");
+  const std::string missing = error_of(
+      "[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"pwdfile\"\npath = \"/nonexistent/pw\"\n");
+  EXPECT_EQ(missing,
+            "test.conf:5: key 'backend[1].path': cannot read /nonexistent/pw: No such file or directory");
+  EXPECT_EQ(error_of(std::string(kMinimal) + "[[backend]]\ntype = \"pwdfile\"\npath = \"/etc/hostname\"\n"),
+            "test.conf:7: key 'backend[2].name': \"pwdfile\" is used by another backend; give each a "
+            "unique name");
+}
+
+TEST(Config, NeedsABackendAndAListener) {
+  EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n"),
+            "test.conf: no [[backend]] is configured; add at least one");
+  EXPECT_EQ(error_of("[[backend]]\ntype = \"pwdfile\"\npath = \"/etc/hostname\"\n"),
+            "test.conf: no listener is configured; add a [saslauthd] table");
+}
+
+}  // namespace
+}  // namespace mailauth::config
