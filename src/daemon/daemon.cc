@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -103,16 +104,15 @@ class Daemon {
           mux->stop_accepting();
           const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
           // Let requests in flight finish, then stop; bounded by the grace time.
-          auto check = std::make_shared<std::function<void()>>();
-          *check = [&, deadline, check] {
+          shutdown_check_ = [&, deadline] {
             if ((authenticator.in_flight() == 0 && mux->connections() == 0) ||
                 std::chrono::steady_clock::now() >= deadline) {
               loop.stop();
               return;
             }
-            loop.add_timer(std::chrono::milliseconds(20), *check);
+            loop.add_timer(std::chrono::milliseconds(20), [this] { shutdown_check_(); });
           };
-          (*check)();
+          shutdown_check_();
         }
       }
     });
@@ -155,6 +155,7 @@ class Daemon {
   }
 
   DaemonOptions opt_;
+  std::function<void()> shutdown_check_;  // polls until requests in flight are done
   config::Config cfg_;
   std::shared_ptr<const auth::BackendChain> chain_;
 };

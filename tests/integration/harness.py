@@ -156,6 +156,11 @@ class DaemonTestCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="mailauth-it-")
         self.daemons = []
+        self._problems_before = self._problem_count()
+
+    def _problem_count(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return len(result.failures) + len(result.errors) if result else 0
 
     def tearDown(self):
         for d in self.daemons:
@@ -163,14 +168,13 @@ class DaemonTestCase(unittest.TestCase):
                 d.stop()
             except AssertionError:
                 pass
-        if self._outcome_ok():
+        if self._problem_count() == self._problems_before:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            print(f"\n(kept {self.tmp} for inspection)")
-
-    def _outcome_ok(self):
-        outcome = getattr(self, "_outcome", None)
-        return bool(getattr(outcome, "success", True))
+            return
+        print(f"\n(kept {self.tmp} for inspection)")
+        for d in self.daemons:
+            print(f"--- last lines of {d.log_path} ---")
+            print("\n".join(d.log().splitlines()[-40:]))
 
     def path(self, name):
         return os.path.join(self.tmp, name)
