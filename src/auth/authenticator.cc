@@ -90,6 +90,45 @@ AuthResult BackendChain::check_password(const AuthRequest& request) const {
   }
 }
 
+BackendChain::CredentialLookup BackendChain::lookup_credential(const AuthRequest& request) const {
+  CredentialLookup out;
+  try {
+    backend::Query q{request.user, request.realm, request.service, request.client_addr};
+    std::string skipped;
+    for (const auto& b : backends_) {
+      if (b->kind() == backend::Backend::Kind::VerifyOnly) {
+        if (skipped.empty()) skipped = b->name();
+        continue;
+      }
+      backend::LookupResult r = b->lookup(q);
+      if (r.status == backend::Status::Unknown) continue;
+      out.backend = b->name();
+      if (r.status == backend::Status::TempFail) {
+        out.outcome = Outcome::TempFail;
+        out.reason = r.reason;
+        return out;
+      }
+      if (r.credential.disabled) {
+        out.outcome = Outcome::Fail;
+        out.reason = "account disabled";
+        return out;
+      }
+      out.outcome = Outcome::Ok;
+      out.credential = std::move(r.credential);
+      return out;
+    }
+    out.outcome = Outcome::Fail;
+    out.unknown = true;
+    out.reason = skipped.empty() ? "unknown user"
+                                 : "unknown user (backend " + skipped +
+                                       " can only verify passwords: use PLAIN or LOGIN)";
+  } catch (const std::exception& e) {
+    out.outcome = Outcome::TempFail;
+    out.reason = std::string("internal error: ") + e.what();
+  }
+  return out;
+}
+
 std::shared_ptr<const BackendChain> build_chain(const config::Config& config) {
   std::vector<std::unique_ptr<backend::Backend>> backends;
   for (const auto& spec : config.backends) backends.push_back(backend::create(spec));
@@ -100,8 +139,8 @@ Authenticator::Authenticator(EventLoop& loop, WorkerPool& pool,
                              std::shared_ptr<const BackendChain> chain)
     : loop_(loop), pool_(pool), chain_(std::move(chain)) {}
 
-void Authenticator::log_attempt(const AuthRequest& r, const AuthResult& result,
-                                std::chrono::steady_clock::time_point start) const {
+void log_attempt(const AuthRequest& r, const AuthResult& result,
+                 std::chrono::steady_clock::time_point start) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();

@@ -34,6 +34,19 @@ class BackendChain {
   // Worker thread.  Never throws.
   AuthResult check_password(const AuthRequest& request) const;
 
+  // For mechanisms that need the stored credential (CRAM-MD5, SCRAM): the
+  // first lookup backend that knows the user answers.  Verify-only backends
+  // (PAM) cannot provide one and are skipped; if no lookup backend knows the
+  // user and a verify-only one was skipped, the reason says so.
+  struct CredentialLookup {
+    Outcome outcome = Outcome::Fail;  // Ok: found and enabled; Fail: unknown/disabled; TempFail
+    bool unknown = false;             // no backend knows the user
+    backend::Credential credential;
+    std::string backend = "-";
+    std::string reason;
+  };
+  CredentialLookup lookup_credential(const AuthRequest& request) const;
+
   const std::vector<std::unique_ptr<backend::Backend>>& backends() const { return backends_; }
 
  private:
@@ -48,6 +61,11 @@ class BackendChain {
   mutable std::string decoy_scheme_ = "CRYPT";
   mutable std::set<std::string> warned_;  // backend/user pairs already reported
 };
+
+// The one log line per attempt:
+//   auth: result=… proto=… mech=… user=… service=… realm=… rip=… backend=… reason=… ms=…
+void log_attempt(const AuthRequest& request, const AuthResult& result,
+                 std::chrono::steady_clock::time_point start);
 
 // Build the chain a configuration describes.  Throws config::ConfigError.
 std::shared_ptr<const BackendChain> build_chain(const config::Config& config);
@@ -64,11 +82,11 @@ class Authenticator {
 
   // Loop thread.  New requests use the new chain.
   void set_chain(std::shared_ptr<const BackendChain> chain) { chain_ = std::move(chain); }
+  const std::shared_ptr<const BackendChain>& chain() const { return chain_; }
+  WorkerPool& pool() { return pool_; }
   std::size_t in_flight() const { return in_flight_; }
 
  private:
-  void log_attempt(const AuthRequest& r, const AuthResult& result,
-                   std::chrono::steady_clock::time_point start) const;
   EventLoop& loop_;
   WorkerPool& pool_;
   std::shared_ptr<const BackendChain> chain_;

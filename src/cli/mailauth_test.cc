@@ -1,10 +1,13 @@
 // mailauth-test: testsaslauthd's twin, and mailauth's load generator.
 #include <unistd.h>
 
+#include <cctype>
 #include <iostream>
+#include <memory>
 
 #include "src/cli/args.h"
 #include "src/cli/bench.h"
+#include "src/cli/dovecot_client.h"
 #include "src/cli/mux_client.h"
 #include "src/util/secret.h"
 #include "version.h"
@@ -13,12 +16,15 @@ namespace {
 
 constexpr const char* kHelp = R"(Usage:
   mailauth-test -u USER [-p PASS] [-r REALM] [-s SERVICE] [-f SOCKET]
-  mailauth-test --bench [--users FILE] [--count N] [--duration S]
-                [--concurrency C] [--wrong FRACTION] [--json] [-f SOCKET]
+  mailauth-test --dovecot [-f SOCKET] [--mech MECH] [--rip ADDR] -u USER [-p PASS]
+  mailauth-test [--dovecot] --bench [--users FILE] [--count N] [--duration S]
+                [--concurrency C] [--wrong FRACTION] [--persistent] [--json]
 
-Ask an authentication daemon whether USER's password is right, over the
+Ask an authentication daemon whether USER's password is right: over the
 saslauthd "mux" protocol, exactly as testsaslauthd does (mailauthd and
-saslauthd both answer it).
+saslauthd both answer it), or with --dovecot over Dovecot's auth client
+protocol, as Postfix's smtpd_sasl_type = dovecot does (mailauthd and
+Dovecot's auth service both answer it).
 
 Options:
   -u USER           user name (sent as is; realm splitting is the client's job)
@@ -28,7 +34,12 @@ Options:
   --password-stdin  read the password from stdin even on a terminal
   -r REALM          realm field [default: empty]
   -s SERVICE        service field [default: smtp]
-  -f SOCKET         mux socket [default: /var/run/saslauthd/mux]
+  -f SOCKET         mux socket [default: /var/run/saslauthd/mux]; with
+                    --dovecot [default: /var/spool/postfix/private/auth]
+  --dovecot         use Dovecot's auth client protocol
+  --mech MECH       with --dovecot: PLAIN (default), LOGIN, CRAM-MD5,
+                    SCRAM-SHA-1, SCRAM-SHA-256
+  --rip ADDR        with --dovecot: the client address sent as rip=
   --timeout S       seconds to wait for the answer [default: 30]
   --help, --version
 
@@ -36,8 +47,9 @@ Output and exit status (as testsaslauthd, plus distinct codes):
   0: OK "Success."                  exit 0   the password is right
   0: NO "authentication failed"     exit 1   wrong password, unknown user, …
   (reason on stderr)                exit 3   no answer: no socket, connection
-                                             closed without a reply (the
-                                             daemon's temporary failure), timeout
+                                             closed without a reply or FAIL with
+                                             code=temp_fail (the daemon's temporary
+                                             failure), timeout
                                     exit 2   usage error
 
 Benchmark (--bench):
@@ -48,6 +60,8 @@ Benchmark (--bench):
   --duration S      stop after S seconds [default without --count: 1000 requests]
   --concurrency C   clients in parallel [default: 1]
   --wrong F         fraction (0..1) of requests sent with a wrong password
+  --persistent      with --dovecot: each client keeps one connection, as
+                    Postfix's smtpd does (default: a new connection each time)
   --json            one JSON object: auth_per_s, ok, no, tempfail, errors,
                     p50_ms, p90_ms, p99_ms, max_ms, requests, seconds
 )";
@@ -57,9 +71,10 @@ Benchmark (--bench):
 int main(int argc, char** argv) {
   using namespace mailauth::cli;
   Args args(argc, argv);
-  std::string user, realm, service = "smtp", socket = "/var/run/saslauthd/mux", users_file;
+  std::string user, realm, service = "smtp", socket, users_file, mech = "PLAIN", rip;
   std::string password;
-  bool have_password = false, password_stdin = false, bench = false;
+  bool have_password = false, password_stdin = false, bench = false, dovecot = false,
+       persistent = false;
   long long timeout_s = 30;
   BenchOptions bopt;
   while (!args.done()) {
@@ -99,14 +114,27 @@ int main(int argc, char** argv) {
       bopt.wrong = args.double_value(a, 0, 1);
     } else if (a == "--json") {
       bopt.json = true;
-    } else if (a == "--dovecot" || a == "--mech" || a == "--rip" || a == "--persistent") {
-      args.usage_error("option " + a + " needs the Dovecot protocol client, which this version "
-                       "of mailauth-test does not have yet");
+    } else if (a == "--dovecot") {
+      dovecot = true;
+    } else if (a == "--mech") {
+      mech = args.value(a);
+      for (char& ch : mech) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (mech != "PLAIN" && mech != "LOGIN" && mech != "CRAM-MD5" && mech != "SCRAM-SHA-1" &&
+          mech != "SCRAM-SHA-256")
+        args.usage_error("unknown mechanism '" + mech + "' for --mech");
+    } else if (a == "--rip") {
+      rip = args.value(a);
+    } else if (a == "--persistent") {
+      persistent = true;
     } else {
       args.usage_error("unknown option '" + a + "'");
     }
   }
   const auto timeout = std::chrono::seconds(timeout_s);
+  if (socket.empty())
+    socket = dovecot ? "/var/spool/postfix/private/auth" : "/var/run/saslauthd/mux";
+  if (!dovecot && (mech != "PLAIN" || !rip.empty() || persistent))
+    args.usage_error("--mech, --rip and --persistent go with --dovecot");
 
   if (bench) {
     if (!users_file.empty()) {
@@ -119,6 +147,27 @@ int main(int argc, char** argv) {
       if (user.empty() || !have_password)
         args.usage_error("--bench needs --users FILE, or -u USER and -p PASS");
       bopt.users.emplace_back(user, password);
+    }
+    if (dovecot) {
+      return run_bench(bopt, [&]() -> BenchClient {
+        auto client = std::make_shared<DovecotClient>(timeout);
+        return [&, client](std::string_view u, std::string_view p) mutable {
+          if (!persistent || !client->connected()) {
+            client = std::make_shared<DovecotClient>(timeout);
+            std::string error;
+            if (!client->connect(socket, &error)) return BenchOutcome::Error;
+          }
+          DovecotAnswer r = client->authenticate(mech, u, p, service, rip);
+          switch (r.kind) {
+            case DovecotAnswer::Ok: return BenchOutcome::Ok;
+            case DovecotAnswer::No: return BenchOutcome::No;
+            case DovecotAnswer::TempFail:
+            case DovecotAnswer::NoReply: return BenchOutcome::TempFail;
+            case DovecotAnswer::Error: return BenchOutcome::Error;
+          }
+          return BenchOutcome::Error;
+        };
+      });
     }
     return run_bench(bopt, [&]() -> BenchClient {
       return [&](std::string_view u, std::string_view p) {
@@ -141,6 +190,25 @@ int main(int argc, char** argv) {
       std::cerr << args.program() << ": " << error << "\n";
       return 2;
     }
+  }
+  if (dovecot) {
+    DovecotClient client(timeout);
+    std::string error;
+    if (!client.connect(socket, &error)) {
+      mailauth::wipe(password.data(), password.size());
+      std::cerr << args.program() << ": " << error << "\n";
+      return 3;
+    }
+    DovecotAnswer r = client.authenticate(mech, user, password, service, rip);
+    mailauth::wipe(password.data(), password.size());
+    switch (r.kind) {
+      case DovecotAnswer::Ok: std::cout << "0: OK \"Success.\"\n"; return 0;
+      case DovecotAnswer::No: std::cout << "0: NO \"authentication failed\"\n"; return 1;
+      case DovecotAnswer::TempFail:
+      case DovecotAnswer::NoReply:
+      case DovecotAnswer::Error: std::cerr << args.program() << ": " << r.error << "\n"; return 3;
+    }
+    return 3;
   }
   MuxAnswer r = mux_authenticate(socket, user, password, service, realm, timeout);
   mailauth::wipe(password.data(), password.size());

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -204,7 +205,37 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     cfg.mux = std::move(m);
   }
 
-  for (const char* unsupported : {"dovecot", "cache"}) {
+  // [dovecot]: the Dovecot auth client protocol
+  if (const toml::node* n = doc->get("dovecot")) {
+    Section s = section_for(cfg, n, "dovecot");
+    DovecotConfig d;
+    d.socket = read_socket(s);
+    d.mechanisms.clear();
+    for (std::string m : s.get_string_list("mechanisms", {"PLAIN", "LOGIN"})) {
+      for (char& c : m) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (m != "PLAIN" && m != "LOGIN" && m != "CRAM-MD5" && m != "SCRAM-SHA-1" &&
+          m != "SCRAM-SHA-256")
+        s.fail("mechanisms", "unknown mechanism \"" + m +
+                                 "\" (known: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256)");
+      for (const auto& other : d.mechanisms)
+        if (other == m) s.fail("mechanisms", "\"" + m + "\" is listed twice");
+      d.mechanisms.push_back(m);
+    }
+    if (d.mechanisms.empty()) s.fail("mechanisms", "must list at least one mechanism");
+    d.failure_delay = s.get_duration("failure_delay", std::chrono::seconds(2));
+    if (d.failure_delay > std::chrono::seconds(8))
+      s.fail("failure_delay", "must be at most 8s (Postfix gives up on the reply after 10s)");
+    const std::string temp = s.get_string("temp_failure", "disconnect");
+    if (temp == "disconnect") d.temp_failure_disconnect = true;
+    else if (temp == "fail") d.temp_failure_disconnect = false;
+    else s.fail("temp_failure", "must be \"disconnect\" or \"fail\"");
+    s.reject_unknown_keys();
+    if (cfg.mux && cfg.mux->socket.path == d.socket.path)
+      s.fail("socket", "is the same as [saslauthd] socket");
+    cfg.dovecot = std::move(d);
+  }
+
+  for (const char* unsupported : {"cache"}) {
     if (doc->contains(unsupported))
       root.fail(unsupported, std::string("[") + unsupported +
                                  "] is not supported by this version of mailauthd");
@@ -230,7 +261,7 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
 
   for (const auto& [k, v] : *doc) {
     std::string_view key = k.str();
-    if (key != "daemon" && key != "saslauthd" && key != "backend") {
+    if (key != "daemon" && key != "saslauthd" && key != "dovecot" && key != "backend") {
       std::ostringstream out;
       out << file << ":" << line_of(&v, 1) << ": key '" << key << "': unknown table or key";
       throw ConfigError(out.str());
@@ -239,8 +270,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
 
   if (cfg.backends.empty())
     throw ConfigError(file + ": no [[backend]] is configured; add at least one");
-  if (!cfg.mux)
-    throw ConfigError(file + ": no listener is configured; add a [saslauthd] table");
+  if (!cfg.mux && !cfg.dovecot)
+    throw ConfigError(file + ": no listener is configured; add a [saslauthd] or [dovecot] table");
   return cfg;
 }
 

@@ -96,6 +96,14 @@ struct MuxConfig {
   std::size_t max_field = 1024;  // bytes per field; saslauthd's own limit is 256
 };
 
+// The Dovecot auth client protocol ([dovecot]).
+struct DovecotConfig {
+  SocketConfig socket;
+  std::vector<std::string> mechanisms{"PLAIN", "LOGIN"};  // upper case, in advertised order
+  std::chrono::milliseconds failure_delay{2000};
+  bool temp_failure_disconnect = true;  // temp_failure = "disconnect" (default) or "fail"
+};
+
 struct BackendSpec {
   std::string type;
   std::string name;
@@ -107,6 +115,7 @@ struct Config {
   std::shared_ptr<const toml::table> doc;
   DaemonConfig daemon;
   std::optional<MuxConfig> mux;
+  std::optional<DovecotConfig> dovecot;
   std::vector<BackendSpec> backends;
 };
 

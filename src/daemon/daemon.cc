@@ -18,6 +18,7 @@
 
 #include "src/auth/authenticator.h"
 #include "src/config/config.h"
+#include "src/daemon/dovecot_server.h"
 #include "src/daemon/event_loop.h"
 #include "src/daemon/listener.h"
 #include "src/daemon/mux_server.h"
@@ -77,7 +78,9 @@ class Daemon {
     if (!sigfd) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
 
     // Privileged set-up: sockets with their owners.
-    auto mux_listener = std::make_unique<UnixListener>(cfg_.mux->socket);
+    std::unique_ptr<UnixListener> mux_listener, dovecot_listener;
+    if (cfg_.mux) mux_listener = std::make_unique<UnixListener>(cfg_.mux->socket);
+    if (cfg_.dovecot) dovecot_listener = std::make_unique<UnixListener>(cfg_.dovecot->socket);
 
     if (!opt_.foreground && !under_systemd()) daemonize();
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
@@ -89,23 +92,34 @@ class Daemon {
     EventLoop loop;
     WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
     auth::Authenticator authenticator(loop, pool, chain_);
-    auto mux = std::make_unique<MuxServer>(loop, authenticator, *cfg_.mux, std::move(mux_listener));
+    std::unique_ptr<MuxServer> mux;
+    std::unique_ptr<DovecotServer> dovecot;
+    if (mux_listener)
+      mux = std::make_unique<MuxServer>(loop, authenticator, *cfg_.mux, std::move(mux_listener));
+    if (dovecot_listener)
+      dovecot = std::make_unique<DovecotServer>(loop, authenticator, *cfg_.dovecot,
+                                                std::move(dovecot_listener));
 
     bool stopping = false;
     loop.add(sigfd.get(), EPOLLIN, [&](uint32_t) {
       signalfd_siginfo si{};
       while (::read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         if (si.ssi_signo == SIGHUP) {
-          reload(authenticator, *mux);
+          reload(authenticator, mux.get(), dovecot.get());
         } else if (!stopping) {
           stopping = true;
           log::info(std::string("received ") + strsignal(static_cast<int>(si.ssi_signo)) +
                     "; shutting down");
-          mux->stop_accepting();
+          if (mux) mux->stop_accepting();
+          if (dovecot) dovecot->stop_accepting();
           const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
           // Let requests in flight finish, then stop; bounded by the grace time.
           shutdown_check_ = [&, deadline] {
-            if ((authenticator.in_flight() == 0 && mux->connections() == 0) ||
+            // Dovecot clients keep their connections open; wait only for
+            // their requests in flight.
+            const bool idle = authenticator.in_flight() == 0 && (!mux || mux->connections() == 0) &&
+                              (!dovecot || dovecot->busy() == 0);
+            if (idle ||
                 std::chrono::steady_clock::now() >= deadline) {
               loop.stop();
               return;
@@ -122,30 +136,36 @@ class Daemon {
               log::kv("backends", static_cast<long long>(chain_->backends().size())));
     loop.run();
     mux.reset();
+    dovecot.reset();
     pool.shutdown();
     log::info("mailauthd stopped");
     return 0;
   }
 
  private:
-  void reload(auth::Authenticator& authenticator, MuxServer& mux) {
+  static bool same_socket(const config::SocketConfig& a, const config::SocketConfig& b) {
+    return a.path == b.path && a.mode == b.mode && a.owner == b.owner && a.group == b.group;
+  }
+
+  void reload(auth::Authenticator& authenticator, MuxServer* mux, DovecotServer* dovecot) {
     log::info("received SIGHUP; reloading " + opt_.config_path);
     try {
       config::Config next = config::load_file(opt_.config_path);
       auto chain = auth::build_chain(next);
-      if (!next.mux || next.mux->socket.path != cfg_.mux->socket.path ||
-          next.mux->socket.mode != cfg_.mux->socket.mode ||
-          next.mux->socket.owner != cfg_.mux->socket.owner ||
-          next.mux->socket.group != cfg_.mux->socket.group)
+      if (next.mux.has_value() != (mux != nullptr) ||
+          (mux && !same_socket(next.mux->socket, mux->config().socket)))
         log::warning("reload: [saslauthd] socket settings changed; they take effect on restart");
-      if (next.mux)
-        mux.set_options(next.mux->join_realm, next.mux->request_timeout, next.mux->max_field);
+      if (next.dovecot.has_value() != (dovecot != nullptr) ||
+          (dovecot && !same_socket(next.dovecot->socket, dovecot->config().socket)))
+        log::warning("reload: [dovecot] socket settings changed; they take effect on restart");
+      if (mux && next.mux)
+        mux->set_options(next.mux->join_realm, next.mux->request_timeout, next.mux->max_field);
+      if (dovecot && next.dovecot) dovecot->set_options(*next.dovecot);
       if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user)
         log::warning("reload: [daemon] workers/user changed; they take effect on restart");
       log::set_level(log_level(next, opt_));
       authenticator.set_chain(chain);
       chain_ = std::move(chain);
-      next.mux = cfg_.mux;  // the socket in use stays what it is
       cfg_ = std::move(next);
       log::info("reload: done" +
                 log::kv("backends", static_cast<long long>(chain_->backends().size())));

@@ -120,6 +120,48 @@ std::string cram_md5_context(std::string_view password) {
   return out;
 }
 
+namespace {
+// Resume MD5 from a chaining state saved after one 64-byte block.
+void md5_resume(MD5_CTX* ctx, std::string_view state) {
+  MD5_Init(ctx);
+  MD5_LONG words[4];
+  for (int w = 0; w < 4; ++w) {
+    words[w] = 0;
+    for (int b = 3; b >= 0; --b)
+      words[w] = (words[w] << 8) | static_cast<unsigned char>(state[static_cast<std::size_t>(w * 4 + b)]);
+  }
+  ctx->A = words[0];
+  ctx->B = words[1];
+  ctx->C = words[2];
+  ctx->D = words[3];
+  ctx->Nl = 512;  // one block (in bits) already processed
+  ctx->Nh = 0;
+  ctx->num = 0;
+}
+}  // namespace
+
+std::optional<std::string> cram_md5_from_context(std::string_view context,
+                                                 std::string_view challenge) {
+  if (context.size() != 32) return std::nullopt;
+  unsigned char inner[16], outer[16];
+  MD5_CTX ctx;
+  md5_resume(&ctx, context.substr(16));
+  MD5_Update(&ctx, challenge.data(), challenge.size());
+  MD5_Final(inner, &ctx);
+  md5_resume(&ctx, context.substr(0, 16));
+  MD5_Update(&ctx, inner, sizeof inner);
+  MD5_Final(outer, &ctx);
+  wipe(&ctx, sizeof ctx);
+  std::string out = hex_encode(std::string_view(reinterpret_cast<char*>(outer), sizeof outer));
+  wipe(inner, sizeof inner);
+  wipe(outer, sizeof outer);
+  return out;
+}
+
+std::optional<std::string> decode_cram_md5(std::string_view data, Encoding enc) {
+  return decode_fixed(data, enc == Encoding::Guess ? Encoding::Hex : enc, 32);
+}
+
 Verdict verify_cram_md5(std::string_view data, Encoding enc, std::string_view password) {
   auto expected = decode_fixed(data, enc == Encoding::Guess ? Encoding::Hex : enc, 32);
   if (!expected) return Verdict::Invalid;

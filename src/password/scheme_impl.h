@@ -2,6 +2,7 @@
 // registry in schemes.cc.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,10 @@ std::string hash_salted_digest(std::string_view algorithm, std::string_view pass
 // Dovecot's CRAM-MD5/HMAC-MD5 stored context.
 Verdict verify_cram_md5(std::string_view data, Encoding enc, std::string_view password);
 std::string cram_md5_context(std::string_view password);  // 32 raw bytes
+std::optional<std::string> decode_cram_md5(std::string_view data, Encoding enc);
+// Hex HMAC-MD5 of `challenge` from a 32-byte stored context.
+std::optional<std::string> cram_md5_from_context(std::string_view context,
+                                                 std::string_view challenge);
 // Dovecot's PBKDF2: $1$<salt>$<rounds>$<40 hex>.
 Verdict verify_pbkdf2(std::string_view data, std::string_view password);
 

@@ -227,6 +227,27 @@ std::string random_password(std::size_t length) {
   return out;
 }
 
+std::optional<std::string> cram_md5_response(std::string_view stored,
+                                             std::string_view default_scheme,
+                                             std::string_view challenge) {
+  if (auto p = split_prefix(stored)) {
+    const SchemeDef* def = find_scheme(p->name);
+    if (def != nullptr && def->family == Family::CramMd5 && !p->bad_suffix) {
+      auto context = detail::decode_cram_md5(p->data, p->encoding);
+      if (!context) return std::nullopt;
+      auto out = detail::cram_md5_from_context(*context, challenge);
+      wipe(context->data(), context->size());
+      return out;
+    }
+  }
+  auto plain = plaintext_of(stored, default_scheme);
+  if (!plain) return std::nullopt;
+  std::string context = detail::cram_md5_context(plain->view());
+  auto out = detail::cram_md5_from_context(context, challenge);
+  wipe(context.data(), context.size());
+  return out;
+}
+
 // ---- hashing ---------------------------------------------------------------
 
 namespace {

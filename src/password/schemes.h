@@ -61,6 +61,14 @@ std::optional<Secret> plaintext_of(std::string_view stored,
 // each), for mailauth-user --random and decoys.
 std::string random_password(std::size_t length = 20);
 
+// CRAM-MD5 (RFC 2195): the lower-case hex HMAC-MD5 of `challenge` keyed with
+// the user's password, computed from a plaintext credential or from
+// Dovecot's {CRAM-MD5}/{HMAC-MD5} stored context.  nullopt when the stored
+// form cannot serve CRAM-MD5 (any real hash).
+std::optional<std::string> cram_md5_response(std::string_view stored,
+                                             std::string_view default_scheme,
+                                             std::string_view challenge);
+
 // libsodium must be initialised once before hash() is used.  Idempotent.
 void init();
 

@@ -3,10 +3,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <cctype>
 #include <charconv>
 #include <stdexcept>
 
 #include "src/password/scheme_impl.h"
+#include "src/password/schemes.h"
 #include "src/util/encoding.h"
 
 namespace mailauth::password {
@@ -75,8 +77,9 @@ std::optional<ScramKeys> scram_parse(std::string_view algorithm, std::string_vie
   return keys;
 }
 
-ScramKeys scram_derive(std::string_view algorithm, std::string_view password,
-                       std::string_view salt, unsigned iterations) {
+namespace {
+std::string salted_password(std::string_view algorithm, std::string_view password,
+                            std::string_view salt, unsigned iterations) {
   const std::size_t n = scram_digest_size(algorithm);
   std::string salted(n, '\0');
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
@@ -85,6 +88,21 @@ ScramKeys scram_derive(std::string_view algorithm, std::string_view password,
                         md_for(algorithm), static_cast<int>(n),
                         reinterpret_cast<unsigned char*>(salted.data())) != 1)
     throw std::runtime_error("PBKDF2 failed");
+  return salted;
+}
+}  // namespace
+
+std::string scram_client_key(std::string_view algorithm, std::string_view password,
+                             std::string_view salt, unsigned iterations) {
+  std::string salted = salted_password(algorithm, password, salt, iterations);
+  std::string key = scram_hmac(algorithm, salted, "Client Key");
+  wipe(salted.data(), salted.size());
+  return key;
+}
+
+ScramKeys scram_derive(std::string_view algorithm, std::string_view password,
+                       std::string_view salt, unsigned iterations) {
+  std::string salted = salted_password(algorithm, password, salt, iterations);
   std::string client_key = scram_hmac(algorithm, salted, "Client Key");
   std::string server_key = scram_hmac(algorithm, salted, "Server Key");
   std::string stored_key = scram_hash(algorithm, client_key);
@@ -100,6 +118,21 @@ ScramKeys scram_derive(std::string_view algorithm, std::string_view password,
 std::string scram_format(const ScramKeys& keys) {
   return std::to_string(keys.iterations) + "," + base64_encode(keys.salt) + "," +
          base64_encode(keys.stored_key.view()) + "," + base64_encode(keys.server_key.view());
+}
+
+std::optional<ScramKeys> scram_keys_for(std::string_view algorithm, std::string_view stored,
+                                        std::string_view default_scheme) {
+  const std::string prefix =
+      algorithm == "SHA1" ? "{SCRAM-SHA-1}" : algorithm == "SHA256" ? "{SCRAM-SHA-256}" : "";
+  if (prefix.empty()) return std::nullopt;
+  if (stored.size() > prefix.size()) {
+    std::string head(stored.substr(0, prefix.size()));
+    for (char& c : head) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (head == prefix) return scram_parse(algorithm, stored.substr(prefix.size()));
+  }
+  auto plain = plaintext_of(stored, default_scheme);
+  if (!plain) return std::nullopt;
+  return scram_derive(algorithm, plain->view(), detail::random_bytes(16), kScramIterations);
 }
 
 namespace detail {

@@ -31,6 +31,17 @@ std::optional<ScramKeys> scram_parse(std::string_view algorithm, std::string_vie
 ScramKeys scram_derive(std::string_view algorithm, std::string_view password,
                        std::string_view salt, unsigned iterations);
 std::string scram_format(const ScramKeys& keys);
+// ClientKey = HMAC(PBKDF2(password, salt, i), "Client Key"): what a client
+// needs to build its proof.
+std::string scram_client_key(std::string_view algorithm, std::string_view password,
+                             std::string_view salt, unsigned iterations);
+
+// The SCRAM keys a stored credential provides for `algorithm`: a matching
+// {SCRAM-SHA-*} verifier, or keys derived from a plaintext credential with a
+// fresh salt and kScramIterations (slow: call it on a worker).  nullopt when
+// the stored form cannot serve that SCRAM variant.
+std::optional<ScramKeys> scram_keys_for(std::string_view algorithm, std::string_view stored,
+                                        std::string_view default_scheme);
 
 // New verifiers get this many iterations and a 16-byte salt.
 inline constexpr unsigned kScramIterations = 10000;

@@ -122,7 +122,7 @@ TEST(Config, NeedsABackendAndAListener) {
   EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n"),
             "test.conf: no [[backend]] is configured; add at least one");
   EXPECT_EQ(error_of("[[backend]]\ntype = \"pwdfile\"\npath = \"/etc/hostname\"\n"),
-            "test.conf: no listener is configured; add a [saslauthd] table");
+            "test.conf: no listener is configured; add a [saslauthd] or [dovecot] table");
 }
 
 }  // namespace
