@@ -195,3 +195,52 @@ class DaemonTestCase(unittest.TestCase):
     def mailauth_test(self, *args, input=None, timeout=60):
         return subprocess.run([MAILAUTH_TEST, *args], input=input, capture_output=True,
                               text=True, timeout=timeout)
+
+
+class DovecotConnection:
+    """A raw client connection to a Dovecot-protocol socket."""
+
+    def __init__(self, path, timeout=10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        """The next line without LF; None on EOF."""
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def handshake(self, version="VERSION\t1\t0\nCPID\t4242\n"):
+        self.send(version)
+        lines = []
+        while True:
+            l = self.line()
+            if l is None:
+                raise AssertionError(f"EOF during handshake after {lines}")
+            lines.append(l)
+            if l == "DONE":
+                return lines
+
+    def closed(self):
+        """True if the server closed the connection (reads EOF)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()

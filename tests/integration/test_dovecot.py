@@ -1,0 +1,290 @@
+"""mailauthd's Dovecot auth client protocol, end to end: golden transcripts,
+bad input, Dovecot's own `doveadm auth test`, and mailauth-test --dovecot
+with every mechanism."""
+import base64
+import glob
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DaemonTestCase, DovecotConnection, mkpasswd, which)
+
+SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+TRANSCRIPTS = os.path.join(SOURCE, "tests", "data", "transcripts")
+OK_LINE = '0: OK "Success."'
+NO_LINE = '0: NO "authentication failed"'
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def doveadm_pw(scheme, password):
+    return subprocess.run([which("doveadm"), "pw", "-s", scheme, "-p", password],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+class DovecotTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("private/auth")
+        self.passwd = self.write("passwd", "\n".join([
+            "alice:" + mkpasswd("s3cret", "sha512crypt"),
+            "dave:!" + mkpasswd("s3cret", "sha512crypt"),
+            "plain:{PLAIN}plain-pw",
+            "scram:" + doveadm_pw("SCRAM-SHA-256", "scram-pw"),
+            "scram1:" + doveadm_pw("SCRAM-SHA-1", "scram1-pw"),
+            "cram:" + doveadm_pw("CRAM-MD5", "cram-pw"),
+            "",
+        ]))
+
+    def config(self, mechanisms=("PLAIN", "LOGIN"), delay="0s", temp="disconnect"):
+        mechs = ", ".join(f'"{m}"' for m in mechanisms)
+        return f"""
+[daemon]
+workers = 2
+log = "stderr"
+
+[dovecot]
+socket = "{self.sock}"
+mode = "0666"
+mechanisms = [{mechs}]
+failure_delay = "{delay}"
+temp_failure = "{temp}"
+
+[[backend]]
+type = "pwdfile"
+path = "{self.passwd}"
+"""
+
+    def start(self, **kw):
+        return self.daemon(self.config(**kw), socket_path=self.sock)
+
+    def dovecot_test(self, *args):
+        return self.mailauth_test("--dovecot", "-f", self.sock, *args)
+
+    def assert_login(self, user, password, mech="PLAIN", ok=True):
+        r = self.dovecot_test("--mech", mech, "-u", user, "-p", password)
+        want = (0, OK_LINE) if ok else (1, NO_LINE)
+        self.assertEqual((r.returncode, r.stdout.strip()), want, f"{mech} {user}: {r.stderr}")
+
+    # --- golden transcripts -------------------------------------------------
+
+    def replay(self, path):
+        conn = DovecotConnection(self.sock)
+        pending_send = []
+        with open(path) as f:
+            for n, raw in enumerate(f, 1):
+                raw = raw.rstrip("\n")
+                if not raw or raw.startswith("#"):
+                    continue
+                kind, text = raw[:3], raw[3:].replace("\\t", "\t")
+                if kind == "C: ":
+                    pending_send.append(text + "\n")
+                    continue
+                self.assertEqual(kind, "S: ", f"{path}:{n}")
+                if pending_send:
+                    conn.send("".join(pending_send))
+                    pending_send = []
+                got = conn.line()
+                if text.endswith("*"):
+                    self.assertTrue(got is not None and got.startswith(text[:-1]),
+                                    f"{os.path.basename(path)}:{n}: expected {text!r}, got {got!r}")
+                else:
+                    self.assertEqual(got, text, f"{os.path.basename(path)}:{n}")
+        conn.close()
+
+    def test_golden_transcripts(self):
+        self.start()
+        files = sorted(glob.glob(os.path.join(TRANSCRIPTS, "*.txt")))
+        self.assertGreaterEqual(len(files), 4)
+        for path in files:
+            with self.subTest(transcript=os.path.basename(path)):
+                self.replay(path)
+
+    # --- real clients --------------------------------------------------------
+
+    def test_doveadm_auth_test(self):
+        d = self.start()
+        doveadm = which("doveadm")
+        r = subprocess.run([doveadm, "auth", "test", "-a", self.sock, "-x", "service=smtp",
+                            "-x", "rip=192.0.2.5", "alice", "s3cret"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("passdb: alice auth succeeded", r.stdout)
+        self.assertIn("user=alice", r.stdout)
+        r = subprocess.run([doveadm, "auth", "test", "-a", self.sock, "alice", "wrong"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 77, r.stdout + r.stderr)
+        self.assertIn("passdb: alice auth failed", r.stdout)
+        r = subprocess.run([doveadm, "auth", "test", "-a", self.sock, "dave", "s3cret"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 77)
+        self.assertIn("result=ok proto=dovecot mech=PLAIN user=alice service=smtp realm= rip=192.0.2.5",
+                      d.log())
+        self.assertIn("service=doveadm", d.log())
+
+    def test_every_mechanism_with_every_stored_form(self):
+        self.start(mechanisms=("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"))
+        creds = {"alice": "s3cret", "plain": "plain-pw", "scram": "scram-pw",
+                 "scram1": "scram1-pw", "cram": "cram-pw"}
+        # Which stored forms can serve which mechanism (protocols.md C.6).
+        serves = {
+            "PLAIN": {"alice", "plain", "scram", "scram1", "cram"},
+            "LOGIN": {"alice", "plain", "scram", "scram1", "cram"},
+            "CRAM-MD5": {"plain", "cram"},
+            "SCRAM-SHA-1": {"plain", "scram1"},
+            "SCRAM-SHA-256": {"plain", "scram"},
+        }
+        for mech, users in serves.items():
+            for user, pw in creds.items():
+                with self.subTest(mech=mech, user=user):
+                    self.assert_login(user, pw, mech, ok=user in users)
+                    self.assert_login(user, pw + "x", mech, ok=False)
+            with self.subTest(mech=mech, user="nobody"):
+                self.assert_login("nobody", "whatever", mech, ok=False)
+            with self.subTest(mech=mech, user="dave"):
+                self.assert_login("dave", "s3cret", mech, ok=False)
+
+    def test_only_configured_mechanisms_are_advertised(self):
+        self.start(mechanisms=("LOGIN", "SCRAM-SHA-256"))
+        conn = DovecotConnection(self.sock)
+        lines = conn.handshake()
+        self.assertEqual([l for l in lines if l.startswith("MECH")],
+                         ["MECH\tLOGIN\tplaintext", "MECH\tSCRAM-SHA-256\tmutual-auth"])
+        spid = next(i for i, l in enumerate(lines) if l.startswith("SPID"))
+        self.assertGreater(spid, max(i for i, l in enumerate(lines) if l.startswith("MECH")))
+        conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertEqual(conn.line(), "FAIL\t1\treason=Unsupported authentication mechanism")
+        r = self.dovecot_test("--mech", "PLAIN", "-u", "alice", "-p", "s3cret")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("does not offer PLAIN", r.stderr)
+
+    # --- bad input -------------------------------------------------------------
+
+    def test_bad_input_closes_only_that_connection(self):
+        d = self.start()
+        plain = f"resp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}"
+        cases = {
+            "garbage before VERSION": "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "unsupported major version": "VERSION\t2\t0\nCPID\t1\n",
+            "AUTH before CPID": f"VERSION\t1\t0\nAUTH\t1\tPLAIN\tservice=smtp\t{plain}\n",
+            "a 1 MB line": "VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\tservice=smtp\tresp="
+                           + "A" * (1 << 20) + "\n",
+            "reused in-flight id": "VERSION\t1\t0\nCPID\t1\nAUTH\t1\tLOGIN\tservice=smtp\n"
+                                   "AUTH\t1\tLOGIN\tservice=smtp\n",
+            "unknown command": "VERSION\t1\t0\nCPID\t1\nSHUTDOWN\n",
+            "AUTH without service": f"VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\t{plain}\n",
+            "binary noise": bytes(range(256)) * 50,
+        }
+        for name, data in cases.items():
+            with self.subTest(case=name):
+                conn = DovecotConnection(self.sock)
+                try:
+                    conn.send(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                lines = []
+                while True:
+                    l = conn.line()
+                    if l is None:
+                        break
+                    lines.append(l)
+                    self.assertFalse(l.startswith("OK"), name)
+                conn.close()
+                self.assert_login("alice", "s3cret")
+        log = d.log()
+        for part in ("invalid VERSION line", "unsupported protocol major version 2",
+                     "expected CPID", "line longer than 16384 bytes", "already in use",
+                     "unknown command", "AUTH without service"):
+            self.assertIn(part, log)
+        self.assertIn("protocol violation", log)
+        self.assertIn("peer_uid=", log)
+
+    def test_requests_fail_and_succeed_independently_on_one_connection(self):
+        self.start(delay="1500ms")
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        # A wrong password first, then a right one: the OK does not wait for the
+        # delayed FAIL (replies may come back in any order).
+        conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 'bad')}\n"
+                  f"AUTH\t2\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        t0 = time.monotonic()
+        first = conn.line()
+        t_ok = time.monotonic() - t0
+        second = conn.line()
+        t_fail = time.monotonic() - t0
+        self.assertEqual(first, "OK\t2\tuser=alice")
+        self.assertEqual(second, "FAIL\t1\tuser=alice")
+        self.assertLess(t_ok, 1.0, "the right password must not wait for the failure delay")
+        self.assertGreaterEqual(t_fail, 1.4, "a wrong password is answered after failure_delay")
+
+    def test_a_flood_of_bad_logins_does_not_delay_good_ones(self):
+        # 2 workers and a 2 s failure delay: 60 wrong passwords in flight would
+        # take 60 worker-seconds if the delay slept in a worker.
+        self.start(delay="2s")
+        conns = []
+        for i in range(6):
+            c = DovecotConnection(self.sock)
+            c.handshake()
+            c.send("".join(
+                f"AUTH\t{j}\tPLAIN\tservice=smtp\trip=198.51.100.{i}\t"
+                f"resp={b64(chr(0) + 'alice' + chr(0) + 'wrong' + str(j))}\n" for j in range(1, 11)))
+            conns.append(c)
+        time.sleep(0.3)  # let the bad requests reach their delay timers
+        t0 = time.monotonic()
+        self.assert_login("alice", "s3cret")
+        self.assertLess(time.monotonic() - t0, 1.5)
+        for c in conns:
+            replies = [c.line() for _ in range(10)]
+            self.assertTrue(all(r.startswith("FAIL\t") for r in replies), replies)
+            c.close()
+
+    # --- temporary failures --------------------------------------------------
+
+    def test_temporary_failure_disconnects_by_default(self):
+        d = self.start()
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        os.rename(self.passwd, self.passwd + ".away")
+        conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertIsNone(conn.line(), "a temporary failure closes the connection without a FAIL")
+        r = self.dovecot_test("-u", "alice", "-p", "s3cret")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("result=tempfail", d.log())
+        os.rename(self.passwd + ".away", self.passwd)
+        self.assert_login("alice", "s3cret")
+
+    def test_temporary_failure_as_fail_with_code(self):
+        self.start(temp="fail", mechanisms=("PLAIN", "SCRAM-SHA-256"))
+        os.rename(self.passwd, self.passwd + ".away")
+        for mech in ("PLAIN", "SCRAM-SHA-256"):
+            conn = DovecotConnection(self.sock)
+            conn.handshake()
+            if mech == "PLAIN":
+                conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+            else:
+                conn.send(f"AUTH\t1\tSCRAM-SHA-256\tservice=smtp\tresp={b64('n,,n=alice,r=abcdef')}\n")
+            self.assertEqual(conn.line(), "FAIL\t1\tuser=alice\tcode=temp_fail\ttemp")
+            conn.close()
+        r = self.dovecot_test("-u", "alice", "-p", "s3cret")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("temp_fail", r.stderr)
+
+    def test_bench_over_persistent_connections(self):
+        users = self.write("bench-users", "alice:s3cret\nplain:plain-pw\n")
+        self.start()
+        import json
+        r = self.mailauth_test("--dovecot", "-f", self.sock, "--bench", "--users", users,
+                               "--count", "200", "--concurrency", "8", "--persistent", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        report = json.loads(r.stdout)
+        self.assertEqual(report["ok"], 200, report)
+        self.assertEqual(report["no"] + report["tempfail"] + report["errors"], 0, report)
+
+
+if __name__ == "__main__":
+    unittest.main()
