@@ -42,11 +42,19 @@ Protocols:
                        the connection without a reply, which Postfix reports
                        as "454 Temporary authentication failure" instead of
                        a permanent 535.
+  [dovecot] socket     Dovecot's auth client protocol (Postfix
+                       smtpd_sasl_type = dovecot, doveadm auth test, Exim)
+                       with the mechanisms PLAIN, LOGIN, CRAM-MD5,
+                       SCRAM-SHA-1 and SCRAM-SHA-256.  A failed login is
+                       answered after failure_delay (a timer, never a busy
+                       worker).  A temporary failure closes the connection
+                       (Postfix: 454) unless temp_failure = "fail", which
+                       answers FAIL ... code=temp_fail.
 
 Logging:
   One line per attempt, key=value, for log tools and fail2ban:
-    auth: result=ok|fail|tempfail proto=mux user=U service=S realm=R rip=IP
-          backend=NAME reason=TEXT ms=N
+    auth: result=ok|fail|tempfail proto=mux|dovecot [mech=M] user=U service=S
+          realm=R rip=IP backend=NAME reason=TEXT ms=N
   Syslog facility: auth.
 
 Exit status:
