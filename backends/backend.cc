@@ -1,6 +1,8 @@
 #include "backends/backend.h"
 
+#include "backends/pam/pam_backend.h"
 #include "backends/pwdfile/pwdfile_backend.h"
+#include "backends/shadow/shadow_backend.h"
 
 namespace mailauth::backend {
 
@@ -15,6 +17,8 @@ struct Registration {
 // One line per backend type.
 const Registration kBackends[] = {
     {"pwdfile", &PwdfileBackend::create},
+    {"pam", &PamBackend::create},
+    {"shadow", &ShadowBackend::create},
 };
 }  // namespace
 

@@ -46,6 +46,7 @@ struct Credential {
   Secret stored;                          // as stored: hash, {SCHEME}value, verifier
   std::string default_scheme = "CRYPT";   // how to read a value without {SCHEME}
   bool disabled = false;                  // the account exists but may not log in
+  std::string disabled_reason;            // for the log: "account locked", "password expired", …
 };
 
 enum class Status { Found, Unknown, TempFail };

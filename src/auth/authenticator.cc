@@ -1,5 +1,6 @@
 #include "src/auth/authenticator.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "src/password/schemes.h"
@@ -18,6 +19,7 @@ const char* outcome_name(Outcome o) {
 
 BackendChain::BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends)
     : backends_(std::move(backends)) {
+  for (const auto& b : backends_) has_lookup_ |= b->kind() == backend::Backend::Kind::Lookup;
   // The decoy until a real credential has been seen: a hash of a random
   // password with the scheme mailauth-user writes by default.
   decoy_ = Secret(password::hash("argon2id", password::random_password()));
@@ -71,20 +73,27 @@ AuthResult BackendChain::check_password(const AuthRequest& request) const {
       if (r.status == backend::Status::TempFail) return {Outcome::TempFail, b->name(), r.reason};
       if (r.status == backend::Status::Unknown) continue;
       const auto& cred = r.credential;
+      // A disabled account is still checked, so that it costs what any other
+      // attempt costs; the verdict is then ignored.
       const password::Verdict verdict =
           password::verify(cred.stored.view(), request.password.view(), cred.default_scheme);
+      if (cred.disabled) {
+        if (verdict != password::Verdict::Invalid) remember_decoy(cred);
+        else decoy_verify(request.password.view());
+        return {Outcome::Fail, b->name(),
+                cred.disabled_reason.empty() ? "account disabled" : cred.disabled_reason};
+      }
       if (verdict == password::Verdict::Invalid) {
         warn_unusable(b->name(), request.user,
                       password::scheme_of(cred.stored.view(), cred.default_scheme));
         return {Outcome::Fail, b->name(), "unusable stored credential"};
       }
       remember_decoy(cred);
-      if (cred.disabled) return {Outcome::Fail, b->name(), "account disabled"};
       if (verdict == password::Verdict::Match) return {Outcome::Ok, b->name(), ""};
       return {Outcome::Fail, b->name(), "wrong password"};
     }
-    decoy_verify(request.password.view());
-    return {Outcome::Fail, "-", "unknown user"};
+    if (has_lookup_) decoy_verify(request.password.view());
+    return {Outcome::Fail, "-", "unknown user", true};
   } catch (const std::exception& e) {
     return {Outcome::TempFail, "-", std::string("internal error: ") + e.what()};
   }
@@ -110,7 +119,8 @@ BackendChain::CredentialLookup BackendChain::lookup_credential(const AuthRequest
       }
       if (r.credential.disabled) {
         out.outcome = Outcome::Fail;
-        out.reason = "account disabled";
+        out.reason = r.credential.disabled_reason.empty() ? "account disabled"
+                                                           : r.credential.disabled_reason;
         return out;
       }
       out.outcome = Outcome::Ok;
@@ -172,6 +182,22 @@ void Authenticator::authenticate(AuthRequest request, Done done) {
     AuthResult result = chain->check_password(*shared);
     shared->password.clear();
     return [this, shared, result = std::move(result), done, start] {
+      const double ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - start).count();
+      if (!result.unknown_user && result.outcome != Outcome::TempFail) {
+        known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
+      } else if (result.unknown_user && known_ms_ > ms) {
+        // Hold the answer back so that it takes as long as a known user's.
+        const auto pad = std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
+        if (pad.count() > 0) {
+          loop_.add_timer(pad, [this, shared, result, done, start] {
+            --in_flight_;
+            log_attempt(*shared, result, start);
+            done(result);
+          });
+          return;
+        }
+      }
       --in_flight_;
       log_attempt(*shared, result, start);
       done(result);

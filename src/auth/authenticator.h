@@ -4,9 +4,12 @@
 //   user decides; TempFail ends the chain) ─► password::verify ─► AuthResult
 //   ─► continuation on the event loop ─► one log line per attempt.
 //
-// Unknown users are checked against a decoy credential (the last stored
-// credential seen, or an Argon2id hash made at start-up), so an attempt for
-// an unknown user costs the same as one for a real user.
+// Unknown users cost what known users cost, two ways: with lookup backends
+// the password is checked against a decoy credential (the last stored
+// credential seen, or an Argon2id hash made at start-up); and the answer for
+// an unknown user is held back (a loop timer) until the running average time
+// of answers for known users has passed — which also covers verify-only
+// backends such as PAM, whose cost the decoy cannot imitate.
 #pragma once
 
 #include <chrono>
@@ -56,6 +59,7 @@ class BackendChain {
                      const std::string& scheme) const;
 
   std::vector<std::unique_ptr<backend::Backend>> backends_;
+  bool has_lookup_ = false;
   mutable std::mutex mutex_;
   mutable Secret decoy_;
   mutable std::string decoy_scheme_ = "CRYPT";
@@ -91,6 +95,7 @@ class Authenticator {
   WorkerPool& pool_;
   std::shared_ptr<const BackendChain> chain_;
   std::size_t in_flight_ = 0;
+  double known_ms_ = 0;  // moving average of answer times for known users
 };
 
 }  // namespace mailauth::auth

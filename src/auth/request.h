@@ -28,6 +28,7 @@ struct AuthResult {
   Outcome outcome = Outcome::Fail;
   std::string backend;  // which backend decided ("-" when none did)
   std::string reason;   // for the log only, never sent to the client
+  bool unknown_user = false;  // no backend knew the user
 };
 
 const char* outcome_name(Outcome o);

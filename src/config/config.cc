@@ -288,6 +288,64 @@ Config parse(std::string_view text, const std::string& file) {
 
 }  // namespace
 
+Config from_saslauthd_args(const SaslauthdArgs& a) {
+  const std::string where = "saslauthd command line";
+  if (a.dir.empty() || a.dir.front() != '/')
+    throw ConfigError(where + ": -m needs an absolute directory (saslauthd's rule), got '" + a.dir +
+                      "'");
+  auto doc = std::make_shared<toml::table>();
+  toml::table daemon;
+  daemon.insert("workers", static_cast<int64_t>(a.threads < 1 ? 1 : a.threads));
+  if (a.debug) {
+    daemon.insert("log", "stderr");
+    daemon.insert("log_level", "debug");
+  }
+  doc->insert("daemon", std::move(daemon));
+  toml::table mux;
+  mux.insert("socket", a.dir + "/mux");
+  mux.insert("mode", "0777");
+  mux.insert("join_realm", a.join_realm);
+  doc->insert("saslauthd", std::move(mux));
+
+  toml::array backends;
+  if (a.mech == "pam") {
+    toml::table b{{"type", "pam"}};
+    if (!a.option.empty()) b.insert("confdir", a.option);
+    backends.push_back(std::move(b));
+  } else if (a.mech == "shadow") {
+    toml::table b{{"type", "shadow"}};
+    if (!a.option.empty()) b.insert("path", a.option);
+    backends.push_back(std::move(b));
+  } else if (a.mech == "pwdfile") {
+    if (a.option.empty()) throw ConfigError(where + ": -a pwdfile needs -O PATH (the users file)");
+    backends.push_back(toml::table{{"type", "pwdfile"}, {"path", a.option}});
+  } else if (a.mech == "mysql") {
+    if (a.option.empty())
+      throw ConfigError(where + ": -a mysql needs -O FILE (a TOML file with a [[backend]] table)");
+    std::ifstream in(a.option, std::ios::binary);
+    if (!in) throw ConfigError(a.option + ": cannot open: " + std::strerror(errno));
+    std::ostringstream text;
+    text << in.rdbuf();
+    toml::table file;
+    try {
+      file = toml::parse(text.str(), a.option);
+    } catch (const toml::parse_error& e) {
+      std::ostringstream out;
+      out << a.option << ":" << e.source().begin.line << ": syntax error: " << e.description();
+      throw ConfigError(out.str());
+    }
+    const toml::array* arr = file["backend"].as_array();
+    if (arr == nullptr || arr->empty())
+      throw ConfigError(a.option + ": no [[backend]] table (type = \"mysql\", hosts, user, …)");
+    for (const auto& b : *arr) backends.push_back(b);
+  } else {
+    throw ConfigError(where + ": -a " + (a.mech.empty() ? std::string("(missing)") : a.mech) +
+                      ": mailauthd supports -a pam, shadow, pwdfile and mysql");
+  }
+  doc->insert("backend", std::move(backends));
+  return build(std::move(doc), where);
+}
+
 Config load_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));

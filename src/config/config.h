@@ -119,6 +119,27 @@ struct Config {
   std::vector<BackendSpec> backends;
 };
 
+// saslauthd's command line (Debian's /etc/default/saslauthd produces e.g.
+// "-a pam -c -m /var/spool/postfix/var/run/saslauthd -r -n 5").
+struct SaslauthdArgs {
+  std::string mech;                       // -a: pam, shadow, pwdfile, mysql
+  std::string option;                     // -O: pwdfile path; mysql: a TOML file with
+                                          //     [[backend]] tables; pam: a PAM confdir;
+                                          //     shadow: a shadow file
+  std::string dir = "/var/run/saslauthd";  // -m: the socket is DIR/mux
+  bool cache = false;                     // -c
+  long cache_kb = 0;                      // -s
+  long cache_ttl = 28800;                 // -t
+  bool join_realm = false;                // -r
+  int threads = 5;                        // -n
+  bool debug = false;                     // -d
+};
+
+// The configuration a saslauthd command line means: a [saslauthd] socket at
+// DIR/mux (mode 0777, as saslauthd makes it: the directory's permissions
+// decide who may connect) and one backend.  Throws ConfigError.
+Config from_saslauthd_args(const SaslauthdArgs& args);
+
 // Parse and validate a configuration file.  Throws ConfigError.
 Config load_file(const std::string& path);
 // Parse from text (the file name is only used in messages).  Throws ConfigError.

@@ -33,6 +33,11 @@ namespace {
 
 constexpr std::chrono::milliseconds kShutdownGrace{5000};
 
+config::Config load_config(const DaemonOptions& opt) {
+  if (opt.saslauthd) return config::from_saslauthd_args(*opt.saslauthd);
+  return config::load_file(opt.config_path);
+}
+
 bool under_systemd() { return std::getenv("NOTIFY_SOCKET") || std::getenv("INVOCATION_ID"); }
 
 log::Target log_target(const config::Config& cfg, const DaemonOptions& opt) {
@@ -60,6 +65,30 @@ void daemonize() {
   if (::chdir("/") != 0) { /* nothing relative is used after start-up */ }
 }
 
+// Writes "PID\n" to a file and removes it again on destruction.
+class PidFile {
+ public:
+  explicit PidFile(std::string path) : path_(std::move(path)) {
+    if (path_.empty()) return;
+    FILE* f = std::fopen(path_.c_str(), "we");
+    if (f == nullptr) {
+      log::warning("cannot write " + path_ + ": " + std::strerror(errno));
+      path_.clear();
+      return;
+    }
+    std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
+    std::fclose(f);
+  }
+  ~PidFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+
+ private:
+  std::string path_;
+};
+
 class Daemon {
  public:
   Daemon(DaemonOptions opt, config::Config cfg, std::shared_ptr<const auth::BackendChain> chain)
@@ -83,9 +112,15 @@ class Daemon {
     if (cfg_.dovecot) dovecot_listener = std::make_unique<UnixListener>(cfg_.dovecot->socket);
 
     if (!opt_.foreground && !under_systemd()) daemonize();
+    // In the saslauthd-compatible form, DIR/saslauthd.pid as saslauthd writes
+    // it, so that init scripts written for saslauthd can stop us.
+    PidFile pidfile(opt_.saslauthd ? opt_.saslauthd->dir + "/saslauthd.pid" : std::string());
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
     if (::geteuid() == 0)
       log::warning("running as root: set [daemon] user (and group) to run unprivileged");
+    if (opt_.saslauthd && opt_.saslauthd->cache)
+      log::warning("-c: this version of mailauthd has no credential cache; every login is "
+                   "checked against the backend (-s and -t are ignored)");
     if (!cfg_.daemon.control_socket.empty())
       log::warning("control_socket is not served by this version; the key is ignored");
 
@@ -148,9 +183,10 @@ class Daemon {
   }
 
   void reload(auth::Authenticator& authenticator, MuxServer* mux, DovecotServer* dovecot) {
-    log::info("received SIGHUP; reloading " + opt_.config_path);
+    log::info("received SIGHUP; reloading " +
+              (opt_.saslauthd ? std::string("the backends") : opt_.config_path));
     try {
-      config::Config next = config::load_file(opt_.config_path);
+      config::Config next = load_config(opt_);
       auto chain = auth::build_chain(next);
       if (next.mux.has_value() != (mux != nullptr) ||
           (mux && !same_socket(next.mux->socket, mux->config().socket)))
@@ -206,7 +242,7 @@ int run_daemon(const DaemonOptions& opt) {
   password::init();
   config::Config cfg;
   try {
-    cfg = config::load_file(opt.config_path);
+    cfg = load_config(opt);
   } catch (const config::ConfigError& e) {
     std::cerr << "mailauthd: " << e.what() << "\n";
     return 1;
@@ -230,7 +266,8 @@ int run_daemon(const DaemonOptions& opt) {
       }
     }
     if (problems) return 1;
-    std::cout << opt.config_path << ": configuration OK (" << chain->backends().size()
+    std::cout << (opt.saslauthd ? std::string("saslauthd command line") : opt.config_path)
+              << ": configuration OK (" << chain->backends().size()
               << " backend" << (chain->backends().size() == 1 ? "" : "s") << ")\n";
     return 0;
   }

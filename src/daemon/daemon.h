@@ -4,7 +4,10 @@
 // cleanly.
 #pragma once
 
+#include <optional>
 #include <string>
+
+#include "src/config/config.h"
 
 namespace mailauth {
 
@@ -13,6 +16,8 @@ struct DaemonOptions {
   bool foreground = false;
   bool debug = false;
   bool check_config = false;
+  // Started with saslauthd's argv instead of a configuration file.
+  std::optional<config::SaslauthdArgs> saslauthd;
 };
 
 // Runs the daemon; returns the process exit status.

@@ -1,5 +1,6 @@
 // mailauthd: the authentication daemon.
 #include <iostream>
+#include <string_view>
 
 #include "src/cli/args.h"
 #include "src/daemon/daemon.h"
@@ -8,6 +9,7 @@
 namespace {
 
 constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground] [--debug] [--check-config]
+       mailauthd -a MECH [-O OPTION] [-m DIR] [-c] [-r] [-n N] [-s SIZE] [-t SECONDS] [-d]
 
 mailauthd checks mail users' passwords for Postfix (and anything else that
 speaks the saslauthd "mux" protocol) against an ordered chain of backends.
@@ -25,6 +27,25 @@ Options:
                    exit 0 if usable, 1 if not.  Never listens.
   --help           show this help and exit
   --version        show the version and exit
+
+saslauthd-compatible form (mailauthd stands in for saslauthd with the argv
+of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauthd -r -n 5):
+  -a MECH          backend: pam, shadow, pwdfile or mysql
+  -O OPTION        the backend's option: pwdfile: the users file; mysql: a
+                   TOML file with a [[backend]] table; pam: a PAM
+                   configuration directory instead of /etc/pam.d;
+                   shadow: a shadow-format file instead of /etc/shadow
+  -m DIR           listen on DIR/mux (absolute; default /var/run/saslauthd)
+  -r               look users up as login@realm when a realm is sent
+  -n N             worker threads (default 5)
+  -c, -s, -t       saslauthd's credential cache: accepted, not implemented
+                   in this version (a warning says so; every login is checked)
+  -d               debug: foreground, log to stderr at debug level
+  -l, -V           accepted and ignored (accept lock, verbose)
+  -v               version; -h help
+  The mux socket is created mode 0777 as saslauthd does: the directory's
+  permissions decide who may connect.  Logging goes to syslog (auth)
+  unless -d.  SIGHUP re-reads -O files.
 
 Signals:
   SIGHUP           re-read the configuration and reopen the backends; an
@@ -66,8 +87,61 @@ See conf/mailauthd.conf for every configuration key, and README.md.
 
 }  // namespace
 
+namespace {
+
+bool looks_like_saslauthd_argv(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "-a") return true;
+  return false;
+}
+
+int saslauthd_main(mailauth::cli::Args& args) {
+  mailauth::DaemonOptions opt;
+  mailauth::config::SaslauthdArgs s;
+  while (!args.done()) {
+    const std::string a = args.next();
+    if (a == "-h" || a == "--help") {
+      std::cout << kHelp;
+      return 0;
+    } else if (a == "-v" || a == "--version") {
+      std::cout << "mailauthd " << MAILAUTH_VERSION << "\n";
+      return 0;
+    } else if (a == "-a") {
+      s.mech = args.value(a);
+    } else if (a == "-O") {
+      s.option = args.value(a);
+    } else if (a == "-m") {
+      s.dir = args.value(a);
+      while (s.dir.size() > 1 && s.dir.back() == '/') s.dir.pop_back();
+    } else if (a == "-c") {
+      s.cache = true;
+    } else if (a == "-s") {
+      s.cache_kb = args.int_value(a, 0, 1'000'000'000);
+    } else if (a == "-t") {
+      s.cache_ttl = args.int_value(a, 0, 1'000'000'000);
+    } else if (a == "-r") {
+      s.join_realm = true;
+    } else if (a == "-n") {
+      s.threads = static_cast<int>(args.int_value(a, 0, 256));
+    } else if (a == "-d") {
+      s.debug = true;
+    } else if (a == "-l" || a == "-V") {
+      // saslauthd's accept lock and verbose flag: nothing to do.
+    } else {
+      args.usage_error("unknown option '" + a + "' (saslauthd-compatible form)");
+    }
+  }
+  opt.foreground = s.debug;
+  opt.debug = s.debug;
+  opt.saslauthd = s;
+  return mailauth::run_daemon(opt);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   mailauth::cli::Args args(argc, argv);
+  if (looks_like_saslauthd_argv(argc, argv)) return saslauthd_main(args);
   mailauth::DaemonOptions opt;
   while (!args.done()) {
     const std::string a = args.next();

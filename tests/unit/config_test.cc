@@ -127,3 +127,57 @@ TEST(Config, NeedsABackendAndAListener) {
 
 }  // namespace
 }  // namespace mailauth::config
+
+namespace mailauth::config {
+namespace {
+
+TEST(SaslauthdArgs, DebiansDefaultArgvMapsToAMuxSocketAndPam) {
+  SaslauthdArgs a;
+  a.mech = "pam";
+  a.cache = true;
+  a.dir = "/var/spool/postfix/var/run/saslauthd";
+  a.join_realm = true;
+  a.threads = 5;
+  Config c = from_saslauthd_args(a);
+  ASSERT_TRUE(c.mux);
+  EXPECT_EQ(c.mux->socket.path, "/var/spool/postfix/var/run/saslauthd/mux");
+  EXPECT_EQ(c.mux->socket.mode, 0777u);
+  EXPECT_TRUE(c.mux->join_realm);
+  EXPECT_FALSE(c.dovecot);
+  EXPECT_EQ(c.daemon.workers, 5);
+  ASSERT_EQ(c.backends.size(), 1u);
+  EXPECT_EQ(c.backends[0].type, "pam");
+  auto b = backend::create(c.backends[0]);
+  EXPECT_EQ(b->kind(), backend::Backend::Kind::VerifyOnly);
+}
+
+TEST(SaslauthdArgs, BackendOptionsAndErrors) {
+  SaslauthdArgs a;
+  a.mech = "pwdfile";
+  a.option = "/etc/hostname";
+  Config c = from_saslauthd_args(a);
+  EXPECT_EQ(c.backends[0].section.get_string("path", ""), "/etc/hostname");
+  EXPECT_EQ(c.mux->socket.path, "/var/run/saslauthd/mux");
+
+  a.option.clear();
+  EXPECT_THROW(from_saslauthd_args(a), ConfigError);
+  a.mech = "ldap";
+  try {
+    from_saslauthd_args(a);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("supports -a pam, shadow, pwdfile and mysql"),
+              std::string::npos);
+  }
+  a.mech = "shadow";
+  a.dir = "relative/dir";
+  EXPECT_THROW(from_saslauthd_args(a), ConfigError);
+  a.dir = "/run/x";
+  a.threads = 0;  // saslauthd's "fork per connection": one worker at least
+  EXPECT_EQ(from_saslauthd_args(a).daemon.workers, 1);
+  a.debug = true;
+  EXPECT_EQ(from_saslauthd_args(a).daemon.log_level, log::Level::Debug);
+}
+
+}  // namespace
+}  // namespace mailauth::config

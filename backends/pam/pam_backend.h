@@ -1,0 +1,55 @@
+// pam: a verify-only backend through PAM (saslauthd -a pam).
+//
+// PAM answers yes or no to a plaintext password, so it serves PLAIN and
+// LOGIN; CRAM-MD5 and SCRAM need a stored credential and skip this backend
+// (their log line says so).  Per attempt: pam_start (with `service`, or the
+// service the client sent, as saslauthd does: Postfix logins use
+// /etc/pam.d/smtp), PAM_RHOST from the client address when known,
+// pam_authenticate, then pam_acct_mgmt (expired or locked accounts fail).
+//
+// PAM's own failure delay (pam_unix, pam_faildelay) would sleep inside a
+// worker thread; mailauthd installs a PAM_FAIL_DELAY callback that does
+// nothing and applies its own delay as a timer instead.
+//
+// Threads: PAM modules are not all thread-safe (pam_mysql is not; modules
+// that call crypt() share its static buffer), so at most `max_concurrent`
+// PAM transactions run at once (default 1: one at a time, as safe as
+// saslauthd's one-process-per-request model).  Raise it only for modules
+// known to be thread-safe (pam_unix uses crypt_r).
+//
+// Config keys: service (default: the client's), confdir (default: the
+// system's /etc/pam.d; a private directory for tests and chroots),
+// account_check (default true), max_concurrent (default 1).
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "backends/backend.h"
+
+namespace mailauth::backend {
+
+class PamBackend final : public Backend {
+ public:
+  static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+
+  PamBackend(std::string name, std::string service, std::string confdir, bool account_check,
+             int max_concurrent);
+
+  Kind kind() const override { return Kind::VerifyOnly; }
+  LookupResult lookup(const Query& query) override;
+  VerifyResult verify(const Query& query, std::string_view password) override;
+  std::string check() override;
+
+ private:
+  const std::string service_;
+  const std::string confdir_;
+  const bool account_check_;
+  const int max_concurrent_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int running_ = 0;
+};
+
+}  // namespace mailauth::backend

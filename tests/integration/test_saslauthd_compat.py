@@ -1,0 +1,189 @@
+"""mailauthd standing in for saslauthd: Debian's argv, the PAM and shadow
+backends through the real libpam (a private PAM configuration directory,
+never /etc/pam.d) and a test shadow file, and PAM under a brute-force flood."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DaemonTestCase, MAILAUTHD, mkpasswd, which)
+
+OK_LINE = '0: OK "Success."'
+NO_LINE = '0: NO "authentication failed"'
+
+
+class SaslauthdCompatTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.users = self.write("users", "\n".join([
+            "alice:" + mkpasswd("alice-pw", "sha512crypt"),
+            "alice@example.com:" + mkpasswd("realm-pw", "yescrypt"),
+            ""]))
+        os.makedirs(self.path("pam.d"))
+        stack = f"auth required pam_pwdfile.so pwdfile={self.users}\n"
+        # smtp: pam_faildelay asks PAM to sleep 3 s after a failure, which
+        # mailauthd must override; account stack permits.
+        self.write("pam.d/smtp", "auth optional pam_faildelay.so delay=3000000\n" + stack +
+                   "account required pam_permit.so\n")
+        self.write("pam.d/imap", stack + "account required pam_permit.so\n")
+        self.write("pam.d/pop3", stack + "account required pam_deny.so\n")
+        self.write("pam.d/other", "auth required pam_deny.so\naccount required pam_deny.so\n")
+        self.rundir = self.path("saslauthd")
+        os.makedirs(self.rundir)
+        self.started = []
+
+    def tearDown(self):
+        for pid in self.started:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        super().tearDown()
+
+    def testsaslauthd(self, *args):
+        return subprocess.run([which("testsaslauthd"), "-f", os.path.join(self.rundir, "mux"), *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def wait_for(self, path, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(path):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{path} never appeared")
+
+    def stop_pid(self, pid, timeout=10):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                self.started.remove(pid)
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"pid {pid} did not stop")
+
+    def test_debians_exact_argv_detaches_and_serves_testsaslauthd(self):
+        # /etc/default/saslauthd on Debian: OPTIONS="-c -m DIR -r", MECHANISMS="pam",
+        # THREADS=5 -> saslauthd -a pam -c -m DIR -r -n 5.  -O points PAM at the
+        # private configuration directory instead of /etc/pam.d.
+        r = subprocess.run([MAILAUTHD, "-a", "pam", "-c", "-m", self.rundir, "-r", "-n", "5",
+                            "-O", self.path("pam.d")], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)  # the parent returns once detached
+        pidfile = os.path.join(self.rundir, "saslauthd.pid")
+        self.wait_for(pidfile)
+        pid = int(open(pidfile).read())
+        self.started.append(pid)
+        self.wait_for(os.path.join(self.rundir, "mux"))
+        self.assertEqual(os.stat(os.path.join(self.rundir, "mux")).st_mode & 0o777, 0o777)
+        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+        r = self.testsaslauthd("-u", "alice", "-p", "wrong", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE))
+        # testsaslauthd's default service is imap, which is PAM's service name.
+        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw")
+        self.assertEqual(r.returncode, 0)
+        # pop3's account stack denies: the right password still fails.
+        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "pop3")
+        self.assertEqual(r.returncode, 255)
+        # -r: login "alice" + realm "example.com" is looked up as alice@example.com.
+        r = self.testsaslauthd("-u", "alice", "-r", "example.com", "-p", "realm-pw", "-s", "imap")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        self.stop_pid(pid)
+        self.assertFalse(os.path.exists(os.path.join(self.rundir, "mux")))
+        self.assertFalse(os.path.exists(pidfile))
+
+    def start_foreground(self, *args):
+        log = open(self.path("argv.log"), "ab")
+        proc = subprocess.Popen([MAILAUTHD, *args], stdout=log, stderr=log)
+        self.started.append(proc.pid)
+        self.wait_for(os.path.join(self.rundir, "mux"))
+        return proc
+
+    def test_shadow_backend_with_a_test_shadow_file(self):
+        yes = mkpasswd("yes-pw", "yescrypt")
+        sha = mkpasswd("sha-pw", "sha512crypt")
+        today = int(time.time() // 86400)
+        shadow = self.write("shadow", "\n".join([
+            f"yes:{yes}:{today - 10}:0:99999:7:::",
+            f"sha:{sha}:{today - 10}:0:99999:7:::",
+            f"locked:!{sha}:{today - 10}:0:99999:7:::",
+            f"expired:{sha}:{today - 10}:0:99999:7::{today - 1}:",
+            f"oldpw:{sha}:{today - 400}:0:90:7:::",
+            f"empty::{today - 10}:0:99999:7:::",
+            ""]), mode=0o640)
+        proc = self.start_foreground("-a", "shadow", "-O", shadow, "-m", self.rundir, "-d")
+        for user, pw, ok in [("yes", "yes-pw", True), ("sha", "sha-pw", True), ("yes", "sha-pw", False),
+                             ("locked", "sha-pw", False), ("expired", "sha-pw", False),
+                             ("oldpw", "sha-pw", False), ("empty", "", False), ("empty", "x", False),
+                             ("nobody", "x", False)]:
+            r = self.testsaslauthd("-u", user, "-p", pw) if pw else None
+            if r is None:
+                continue  # testsaslauthd cannot send an empty password
+            self.assertEqual(r.returncode, 0 if ok else 255, (user, pw))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.started.remove(proc.pid)
+        log = open(self.path("argv.log")).read()
+        for reason in ("account locked", "account expired", "password expired", "empty password field"):
+            self.assertIn(f'reason="{reason}"', log)
+        self.assertNotIn("sha-pw", log)
+
+    def test_pwdfile_argv(self):
+        proc = self.start_foreground("-a", "pwdfile", "-O", self.users, "-m", self.rundir, "-d")
+        self.assertEqual(self.testsaslauthd("-u", "alice", "-p", "alice-pw").returncode, 0)
+        self.assertEqual(self.testsaslauthd("-u", "alice", "-p", "nope").returncode, 255)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.started.remove(proc.pid)
+
+    def test_brute_force_through_pam_does_not_delay_a_right_login(self):
+        """Wrong passwords from many clients at once, through PAM (whose own
+        3 s delay is configured): a right login, concurrently, is answered well
+        within the 2 s failure delay, and every wrong one gets NO."""
+        auth = self.path("private/auth")
+        self.daemon(f"""
+[daemon]
+workers = 4
+log = "stderr"
+[dovecot]
+socket = "{auth}"
+mode = "0666"
+failure_delay = "2s"
+[saslauthd]
+socket = "{self.rundir}/mux"
+mode = "0666"
+[[backend]]
+type = "pam"
+service = "smtp"
+confdir = "{self.path('pam.d')}"
+""", socket_path=auth)
+        bad_users = self.write("bad-users", "alice:alice-pw\n")
+        flood = subprocess.Popen(
+            [os.path.join(os.path.dirname(MAILAUTHD), "mailauth-test"), "--dovecot", "-f", auth,
+             "--bench", "--users", bad_users, "--wrong", "1", "--concurrency", "40",
+             "--duration", "4", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # the flood is running
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            r = self.mailauth_test("--dovecot", "-f", auth, "-u", "alice", "-p", "alice-pw")
+            times.append(time.monotonic() - t0)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+            time.sleep(0.3)
+        out, err = flood.communicate(timeout=60)
+        report = json.loads(out)
+        self.assertGreater(report["no"], 40, report)
+        self.assertEqual(report["ok"] + report["tempfail"] + report["errors"], 0, report)
+        # Each wrong login is answered after the 2 s failure delay, not PAM's 3 s.
+        self.assertGreaterEqual(report["p50_ms"], 1900, report)
+        self.assertLess(report["p50_ms"], 2900, report)
+        self.assertLess(max(times), 2.0, f"right logins took {times}")
+
+
+if __name__ == "__main__":
+    unittest.main()
