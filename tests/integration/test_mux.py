@@ -264,9 +264,16 @@ path = "{passwd or self.passwd}"
         s = socket.socket(socket.AF_UNIX)
         s.bind(self.sock)
         s.close()
-        d = self.daemon(self.config().replace('mode = "0666"', 'mode = "0600"'),
+        owner = 'owner = "nobody"\ngroup = "nogroup"\n' if os.geteuid() == 0 else ""
+        d = self.daemon(self.config().replace('mode = "0666"', 'mode = "0600"\n' + owner),
                         socket_path=self.sock)
-        self.assertEqual(stat.S_IMODE(os.stat(self.sock).st_mode), 0o600)
+        st = os.stat(self.sock)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        if owner:
+            import grp
+            import pwd
+            self.assertEqual((st.st_uid, st.st_gid),
+                             (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid))
         self.assert_ok("alice", "alice-pw")
         # A second daemon on the same socket refuses to start instead of stealing it.
         r = subprocess.run([MAILAUTHD, "--foreground", "--config", d.config_path],

@@ -133,6 +133,48 @@ class SaslauthdCompatTest(DaemonTestCase):
             self.assertIn(f'reason="{reason}"', log)
         self.assertNotIn("sha-pw", log)
 
+    def test_shadow_unprivileged_with_the_shadow_group(self):
+        """Started as root, mailauthd binds its socket, then runs as nobody
+        with group shadow, and reads a root:shadow 0640 shadow file."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to drop privileges")
+        import grp
+        import pwd
+        shadow_gid = grp.getgrnam("shadow").gr_gid
+        nobody = pwd.getpwnam("nobody")
+        today = int(time.time() // 86400)
+        shadow = self.write("shadow", f"yes:{mkpasswd('yes-pw', 'yescrypt')}:{today - 1}:0:99999:7:::\n",
+                            mode=0o640)
+        os.chown(shadow, 0, shadow_gid)
+        os.chmod(self.tmp, 0o755)
+        sock = os.path.join(self.rundir, "mux")
+        d = self.daemon(f"""
+[daemon]
+user = "nobody"
+group = "shadow"
+log = "stderr"
+[saslauthd]
+socket = "{sock}"
+mode = "0666"
+[[backend]]
+type = "shadow"
+path = "{shadow}"
+""", socket_path=sock)
+        status = open(f"/proc/{d.proc.pid}/status").read()
+        uid_line = next(l for l in status.splitlines() if l.startswith("Uid:"))
+        gid_line = next(l for l in status.splitlines() if l.startswith("Gid:"))
+        self.assertEqual(set(uid_line.split()[1:]), {str(nobody.pw_uid)}, uid_line)
+        self.assertEqual(set(gid_line.split()[1:]), {str(shadow_gid)}, gid_line)
+        self.assertIn("running as user nobody", d.log())
+        self.assertEqual(self.testsaslauthd("-u", "yes", "-p", "yes-pw").returncode, 0)
+        self.assertEqual(self.testsaslauthd("-u", "yes", "-p", "no").returncode, 255)
+        # Without the group the file is unreadable: a temporary failure, never an accept.
+        os.chown(shadow, 0, 0)
+        r = self.testsaslauthd("-u", "yes", "-p", "yes-pw")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("result=tempfail", d.log())
+        self.assertIn("Permission denied", d.log())
+
     def test_pwdfile_argv(self):
         proc = self.start_foreground("-a", "pwdfile", "-O", self.users, "-m", self.rundir, "-d")
         self.assertEqual(self.testsaslauthd("-u", "alice", "-p", "alice-pw").returncode, 0)
