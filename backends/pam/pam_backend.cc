@@ -38,7 +38,7 @@ int conversation(int n, const pam_message** msgs, pam_response** out, void* data
         std::free(replies);
         return PAM_BUF_ERR;
       }
-      std::memcpy(copy, conv->password.data(), conv->password.size());
+      if (!conv->password.empty()) std::memcpy(copy, conv->password.data(), conv->password.size());
       copy[conv->password.size()] = '\0';
       replies[i].resp = copy;  // PAM frees it
       conv->asked = true;

@@ -28,7 +28,7 @@ constexpr unsigned long kArgonMaxMemoryKiB = 1024UL * 1024UL;
 class CString {
  public:
   explicit CString(std::string_view s) : buf_(s.size() + 1) {
-    std::memcpy(buf_.data.get(), s.data(), s.size());
+    if (!s.empty()) std::memcpy(buf_.data.get(), s.data(), s.size());
     buf_.data[s.size()] = '\0';
   }
   const char* c_str() const { return buf_.data.get(); }

@@ -98,7 +98,7 @@ std::string cram_md5_context(std::string_view password) {
   if (password.size() > 64) {
     MD5(reinterpret_cast<const unsigned char*>(password.data()), password.size(), key);
   } else {
-    std::memcpy(key, password.data(), password.size());
+    if (!password.empty()) std::memcpy(key, password.data(), password.size());
   }
   unsigned char ipad[64], opad[64];
   for (int i = 0; i < 64; ++i) {
