@@ -1,8 +1,12 @@
 #include "src/auth/authenticator.h"
 
+#include <sodium.h>
+
 #include <algorithm>
+#include <array>
 #include <exception>
 
+#include "src/daemon/metrics.h"
 #include "src/password/schemes.h"
 #include "src/util/log.h"
 
@@ -54,25 +58,66 @@ void BackendChain::warn_unusable(const std::string& backend, const std::string& 
              "); this user cannot log in until it is replaced");
 }
 
-AuthResult BackendChain::check_password(const AuthRequest& request) const {
+namespace {
+// While a backend is down, a recent success may be served from the cache
+// (stale_ttl, off by default).
+AuthResult temp_failure(const AuthRequest& request, CredentialCache* cache, const std::string& backend,
+                        const std::string& reason) {
+  if (cache != nullptr &&
+      cache->stale_positive(request.user, request.service, request.password.view())) {
+    AuthResult r{Outcome::Ok, backend, "backend unavailable (" + reason +
+                                           "); accepted from the cache within stale_ttl"};
+    r.cached = true;
+    return r;
+  }
+  return {Outcome::TempFail, backend, reason};
+}
+
+AuthResult cached_answer(CredentialCache::Hit hit, const std::string& backend) {
+  AuthResult r{hit == CredentialCache::Hit::Positive ? Outcome::Ok : Outcome::Fail, backend,
+               hit == CredentialCache::Hit::Positive ? "" : "wrong password (cached)"};
+  r.cached = true;
+  return r;
+}
+}  // namespace
+
+AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCache* cache) const {
   try {
     backend::Query q{request.user, request.realm, request.service, request.client_addr};
+    const std::string_view pw = request.password.view();
     for (const auto& b : backends_) {
       if (b->kind() == backend::Backend::Kind::VerifyOnly) {
-        backend::VerifyResult v = b->verify(q, request.password.view());
+        // Nothing stored to fingerprint: entries live for the TTL or until flushed.
+        const CredentialCache::Scope scope{b->name(), request.user, request.service, ""};
+        if (cache != nullptr) {
+          const auto hit = cache->lookup(scope, pw);
+          if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name());
+        }
+        backend::VerifyResult v = b->verify(q, pw);
         switch (v.verdict) {
-          case backend::Verdict::Ok: return {Outcome::Ok, b->name(), v.reason};
+          case backend::Verdict::Ok:
+            if (cache != nullptr) cache->store(scope, pw, true);
+            return {Outcome::Ok, b->name(), v.reason};
           case backend::Verdict::Fail:
+            if (cache != nullptr) cache->store(scope, pw, false);
             return {Outcome::Fail, b->name(), v.reason.empty() ? "wrong password" : v.reason};
-          case backend::Verdict::TempFail: return {Outcome::TempFail, b->name(), v.reason};
+          case backend::Verdict::TempFail: return temp_failure(request, cache, b->name(), v.reason);
           case backend::Verdict::Unknown: continue;
         }
         continue;
       }
       backend::LookupResult r = b->lookup(q);
-      if (r.status == backend::Status::TempFail) return {Outcome::TempFail, b->name(), r.reason};
+      if (r.status == backend::Status::TempFail)
+        return temp_failure(request, cache, b->name(), r.reason);
       if (r.status == backend::Status::Unknown) continue;
       const auto& cred = r.credential;
+      // The stored credential is part of the cache key: a changed hash misses.
+      const CredentialCache::Scope scope{b->name(), request.user, request.service,
+                                         cred.stored.view()};
+      if (cache != nullptr && !cred.disabled) {
+        const auto hit = cache->lookup(scope, pw);
+        if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name());
+      }
       // A disabled account is still checked, so that it costs what any other
       // attempt costs; the verdict is then ignored.
       const password::Verdict verdict =
@@ -89,6 +134,7 @@ AuthResult BackendChain::check_password(const AuthRequest& request) const {
         return {Outcome::Fail, b->name(), "unusable stored credential"};
       }
       remember_decoy(cred);
+      if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
       if (verdict == password::Verdict::Match) return {Outcome::Ok, b->name(), ""};
       return {Outcome::Fail, b->name(), "wrong password"};
     }
@@ -145,9 +191,21 @@ std::shared_ptr<const BackendChain> build_chain(const config::Config& config) {
   return std::make_shared<BackendChain>(std::move(backends));
 }
 
+std::string password_tag(std::string_view password) {
+  static const auto key = [] {
+    std::array<unsigned char, crypto_generichash_KEYBYTES> k{};
+    randombytes_buf(k.data(), k.size());
+    return k;
+  }();
+  unsigned char out[16];
+  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(password.data()),
+                     password.size(), key.data(), key.size());
+  return std::string(reinterpret_cast<char*>(out), sizeof out);
+}
+
 Authenticator::Authenticator(EventLoop& loop, WorkerPool& pool,
-                             std::shared_ptr<const BackendChain> chain)
-    : loop_(loop), pool_(pool), chain_(std::move(chain)) {}
+                             std::shared_ptr<const BackendChain> chain, Services services)
+    : loop_(loop), pool_(pool), chain_(std::move(chain)), services_(services) {}
 
 void log_attempt(const AuthRequest& r, const AuthResult& result,
                  std::chrono::steady_clock::time_point start) {
@@ -164,51 +222,136 @@ void log_attempt(const AuthRequest& r, const AuthResult& result,
   line += log::kv("rip", r.client_addr);
   line += log::kv("backend", result.backend);
   line += log::kv("reason", result.reason);
+  if (result.cached) line += log::kv("cached", "yes");
   line += log::kv("ms", static_cast<long long>(ms));
   if (result.outcome == Outcome::TempFail) log::warning(line);
   else log::info(line);
 }
 
-void Authenticator::authenticate(AuthRequest request, Done done) {
+void Authenticator::record(const AuthRequest& r, const AuthResult& result,
+                           std::chrono::steady_clock::time_point start) {
+  log_attempt(r, result, start);
+  if (services_.metrics != nullptr) {
+    services_.metrics->record(
+        outcome_name(result.outcome), r.protocol, r.mechanism, result.backend,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (result.cached) ++services_.metrics->cache_hits;
+    else if (services_.cache != nullptr && result.outcome != Outcome::TempFail) ++services_.metrics->cache_misses;
+  }
+  if (services_.policy != nullptr) {
+    if (result.outcome == Outcome::Fail)
+      services_.policy->failed(r.client_addr, r.user, result.password_tag);
+    else if (result.outcome == Outcome::Ok)
+      services_.policy->succeeded(r.client_addr, r.user);
+  }
+}
+
+void Authenticator::release(const std::string& address_key) {
+  if (services_.policy != nullptr) services_.policy->release(address_key);
+}
+
+void Authenticator::admit(const AuthRequest& request, bool no_penalty,
+                          std::function<void(std::string)> go,
+                          std::function<void(const AuthResult&)> refused) {
+  if (services_.policy == nullptr) return go({});
+  Policy::Admission a = services_.policy->admit(request.client_addr, request.user, no_penalty);
+  if (a.refused) {
+    if (services_.metrics != nullptr) services_.metrics->refused_in_flight();
+    return refused(AuthResult{Outcome::TempFail, "-",
+                              "too many requests in flight from this address"});
+  }
+  if (a.delay.count() <= 0) return go(a.address_key);
+  if (services_.metrics != nullptr)
+    services_.metrics->penalty(std::chrono::duration<double>(a.delay).count());
+  log::debug("auth: penalty" + log::kv("rip", request.client_addr) + log::kv("user", request.user) +
+             log::kv("ms", static_cast<long long>(a.delay.count())));
+  loop_.add_timer(a.delay, [go = std::move(go), key = a.address_key] { go(key); });
+}
+
+void Authenticator::finish(const std::shared_ptr<AuthRequest>& request, const AuthResult& result,
+                           std::chrono::steady_clock::time_point start,
+                           const std::string& address_key, const Done& done) {
+  --in_flight_;
+  release(address_key);
+  record(*request, result, start);
+  done(result);
+}
+
+void Authenticator::authenticate(AuthRequest request, Done done, bool no_penalty) {
   const auto start = std::chrono::steady_clock::now();
   log::debug("auth: request" + log::kv("proto", request.protocol) + log::kv("user", request.user) +
              log::kv("service", request.service) + log::kv("realm", request.realm) +
              log::kv("rip", request.client_addr) +
              log::kv("password_bytes", static_cast<long long>(request.password.size())));
   auto shared = std::make_shared<AuthRequest>(std::move(request));
-  auto chain = chain_;
   ++in_flight_;
-  const bool queued = pool_.submit([this, shared, chain, done, start]() -> WorkerPool::Continuation {
-    AuthResult result = chain->check_password(*shared);
-    shared->password.clear();
-    return [this, shared, result = std::move(result), done, start] {
-      const double ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - start).count();
-      if (!result.unknown_user && result.outcome != Outcome::TempFail) {
-        known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
-      } else if (result.unknown_user && known_ms_ > ms) {
-        // Hold the answer back so that it takes as long as a known user's.
-        const auto pad = std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
-        if (pad.count() > 0) {
-          loop_.add_timer(pad, [this, shared, result, done, start] {
-            --in_flight_;
-            log_attempt(*shared, result, start);
-            done(result);
-          });
-          return;
-        }
-      }
-      --in_flight_;
-      log_attempt(*shared, result, start);
-      done(result);
-    };
-  });
-  if (!queued) {
+  admit(
+      *shared, no_penalty,
+      [this, shared, done, start](std::string key) {
+        auto chain = chain_;
+        CredentialCache* cache = services_.cache;
+        const bool queued = pool_.submit([this, shared, chain, cache, done, start,
+                                          key]() -> WorkerPool::Continuation {
+          AuthResult result = chain->check_password(*shared, cache);
+          if (result.outcome == Outcome::Fail) result.password_tag = password_tag(shared->password.view());
+          shared->password.clear();
+          return [this, shared, result = std::move(result), done, start, key] {
+            const double ms = std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - start).count();
+            if (!result.unknown_user && result.outcome != Outcome::TempFail && !result.cached) {
+              known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
+            } else if (result.unknown_user && known_ms_ > ms) {
+              // Hold the answer back so that it takes as long as a known user's.
+              const auto pad =
+                  std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
+              if (pad.count() > 0) {
+                loop_.add_timer(pad, [this, shared, result, done, start, key] {
+                  finish(shared, result, start, key, done);
+                });
+                return;
+              }
+            }
+            finish(shared, result, start, key, done);
+          };
+        });
+        if (!queued) finish(shared, AuthResult{Outcome::TempFail, "-", "worker queue full"}, start, key, done);
+      },
+      [this, shared, done, start](const AuthResult& refused) {
+        finish(shared, refused, start, {}, done);
+      });
+}
+
+void Authenticator::lookup_credential(AuthRequest request, bool no_penalty, CredentialWork work,
+                                      CredentialDone done) {
+  auto shared = std::make_shared<AuthRequest>(std::move(request));
+  ++in_flight_;
+  auto fail_now = [this, done](const AuthResult& r) {
     --in_flight_;
-    AuthResult result{Outcome::TempFail, "-", "worker queue full"};
-    log_attempt(*shared, result, start);
-    done(result);
-  }
+    BackendChain::CredentialLookup l;
+    l.outcome = r.outcome;
+    l.reason = r.reason;
+    done(l);
+  };
+  admit(
+      *shared, no_penalty,
+      [this, shared, work, done, fail_now](std::string key) {
+        auto chain = chain_;
+        const bool queued = pool_.submit([this, shared, chain, work, done, key]() -> WorkerPool::Continuation {
+          auto found = std::make_shared<BackendChain::CredentialLookup>(chain->lookup_credential(*shared));
+          work(*found);
+          found->credential.stored.clear();
+          return [this, found, done, key] {
+            --in_flight_;
+            release(key);
+            done(*found);
+          };
+        });
+        if (!queued) {
+          release(key);
+          fail_now(AuthResult{Outcome::TempFail, "-", "worker queue full"});
+        }
+      },
+      fail_now);
 }
 
 }  // namespace mailauth::auth

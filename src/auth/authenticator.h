@@ -21,9 +21,15 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "src/auth/cache.h"
+#include "src/auth/policy.h"
 #include "src/auth/request.h"
 #include "src/daemon/event_loop.h"
 #include "src/daemon/worker_pool.h"
+
+namespace mailauth {
+class Metrics;
+}
 
 namespace mailauth::auth {
 
@@ -34,8 +40,9 @@ class BackendChain {
  public:
   explicit BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends);
 
-  // Worker thread.  Never throws.
-  AuthResult check_password(const AuthRequest& request) const;
+  // Worker thread.  Never throws.  With a cache, answers it already knows
+  // skip the hash check (or the PAM call), and new answers are stored.
+  AuthResult check_password(const AuthRequest& request, CredentialCache* cache = nullptr) const;
 
   // For mechanisms that need the stored credential (CRAM-MD5, SCRAM): the
   // first lookup backend that knows the user answers.  Verify-only backends
@@ -74,26 +81,67 @@ void log_attempt(const AuthRequest& request, const AuthResult& result,
 // Build the chain a configuration describes.  Throws config::ConfigError.
 std::shared_ptr<const BackendChain> build_chain(const config::Config& config);
 
+// What the authenticator works with besides the chain; all optional, all
+// owned by the daemon and outliving the authenticator.
+struct Services {
+  Metrics* metrics = nullptr;
+  CredentialCache* cache = nullptr;
+  Policy* policy = nullptr;
+};
+
+// A keyed hash of a password, to recognise a repeated wrong password without
+// keeping it.  Worker or loop thread.
+std::string password_tag(std::string_view password);
+
 class Authenticator {
  public:
   using Done = std::function<void(const AuthResult&)>;
 
-  Authenticator(EventLoop& loop, WorkerPool& pool, std::shared_ptr<const BackendChain> chain);
+  Authenticator(EventLoop& loop, WorkerPool& pool, std::shared_ptr<const BackendChain> chain,
+                Services services = {});
 
-  // Loop thread.  `done` runs later on the loop thread, exactly once; it may
-  // run before authenticate() returns only when the queue is full.
-  void authenticate(AuthRequest request, Done done);
+  // Loop thread.  Checks a password: the brute-force policy first (refusal or
+  // a penalty delay), then the chain on a worker.  `done` runs later on the
+  // loop thread, exactly once, after the attempt has been recorded.
+  // `no_penalty`: the client asked to skip penalties (Dovecot's no-penalty).
+  void authenticate(AuthRequest request, Done done, bool no_penalty = false);
 
-  // Loop thread.  New requests use the new chain.
+  // Loop thread.  For mechanisms that need the stored credential: the
+  // policy, then lookup_credential() and `work` on a worker (where a
+  // mechanism may derive keys), then `done` on the loop.  The caller records
+  // the attempt's outcome with record() when the exchange ends.
+  using CredentialWork = std::function<void(BackendChain::CredentialLookup&)>;
+  using CredentialDone = std::function<void(BackendChain::CredentialLookup&)>;
+  void lookup_credential(AuthRequest request, bool no_penalty, CredentialWork work,
+                         CredentialDone done);
+
+  // Loop thread.  The one log line of an attempt, its metrics, and its
+  // feedback to the brute-force policy.
+  void record(const AuthRequest& request, const AuthResult& result,
+              std::chrono::steady_clock::time_point start);
+
+  // Loop thread.  New requests use the new chain / services.
   void set_chain(std::shared_ptr<const BackendChain> chain) { chain_ = std::move(chain); }
+  void set_services(Services services) { services_ = services; }
   const std::shared_ptr<const BackendChain>& chain() const { return chain_; }
+  const Services& services() const { return services_; }
   WorkerPool& pool() { return pool_; }
   std::size_t in_flight() const { return in_flight_; }
 
  private:
+  // Applies the policy; runs `go` now or after the penalty, or answers a
+  // refusal through `refused`.  Returns the address key to release.
+  void admit(const AuthRequest& request, bool no_penalty, std::function<void(std::string)> go,
+             std::function<void(const AuthResult&)> refused);
+  void finish(const std::shared_ptr<AuthRequest>& request, const AuthResult& result,
+              std::chrono::steady_clock::time_point start, const std::string& address_key,
+              const Done& done);
+  void release(const std::string& address_key);
+
   EventLoop& loop_;
   WorkerPool& pool_;
   std::shared_ptr<const BackendChain> chain_;
+  Services services_;
   std::size_t in_flight_ = 0;
   double known_ms_ = 0;  // moving average of answer times for known users
 };

@@ -25,10 +25,16 @@ enum class Outcome {
 };
 
 struct AuthResult {
+  AuthResult() = default;
+  AuthResult(Outcome o, std::string b, std::string r, bool unknown = false)
+      : outcome(o), backend(std::move(b)), reason(std::move(r)), unknown_user(unknown) {}
+
   Outcome outcome = Outcome::Fail;
   std::string backend;  // which backend decided ("-" when none did)
   std::string reason;   // for the log only, never sent to the client
   bool unknown_user = false;  // no backend knew the user
+  bool cached = false;        // answered from the credential cache
+  std::string password_tag;   // keyed hash of the password tried (brute-force policy)
 };
 
 const char* outcome_name(Outcome o);

@@ -1,9 +1,11 @@
 #include "src/config/config.h"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -145,6 +147,18 @@ void Section::reject_unknown_keys() const {
 
 namespace {
 
+bool valid_network(const std::string& text) {
+  std::string addr = text;
+  if (auto slash = addr.find('/'); slash != std::string::npos) {
+    const std::string p = addr.substr(slash + 1);
+    if (p.empty() || p.size() > 3 || p.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    addr.resize(slash);
+  }
+  unsigned char buf[16];
+  return inet_pton(AF_INET, addr.c_str(), buf) == 1 || inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+}
+
 SocketConfig read_socket(const Section& s) {
   SocketConfig c;
   c.path = s.require_string("socket");
@@ -168,7 +182,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
 
   for (const auto& [k, v] : *doc) {
     std::string_view key = k.str();
-    if ((key == "daemon" || key == "saslauthd" || key == "dovecot" || key == "cache") &&
+    if ((key == "daemon" || key == "saslauthd" || key == "dovecot" || key == "cache" ||
+         key == "policy") &&
         !v.is_table())
       root.fail(key, "must be a table ([" + std::string(key) + "])");
   }
@@ -189,6 +204,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     if (!log::parse_level(lvl, &cfg.daemon.log_level))
       s.fail("log_level", "must be \"error\", \"warning\", \"info\" or \"debug\"");
     cfg.daemon.control_socket = s.get_string("control_socket", "");
+    cfg.daemon.control_mode = s.get_mode("control_mode", 0600);
+    cfg.daemon.control_group = s.get_string("control_group", "");
     s.reject_unknown_keys();
   }
 
@@ -235,10 +252,43 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     cfg.dovecot = std::move(d);
   }
 
-  for (const char* unsupported : {"cache"}) {
-    if (doc->contains(unsupported))
-      root.fail(unsupported, std::string("[") + unsupported +
-                                 "] is not supported by this version of mailauthd");
+  // [cache]
+  if (const toml::node* n = doc->get("cache")) {
+    Section s = section_for(cfg, n, "cache");
+    CacheConfig c;
+    c.ttl = s.get_duration("ttl", std::chrono::seconds(60));
+    c.negative_ttl = s.get_duration("negative_ttl", std::chrono::seconds(10));
+    c.stale_ttl = s.get_duration("stale_ttl", std::chrono::seconds(0));
+    c.size = static_cast<std::size_t>(s.get_int("size", 10000, 16, 10'000'000));
+    s.reject_unknown_keys();
+    cfg.cache = c;
+  }
+
+  // [policy]
+  if (const toml::node* n = doc->get("policy")) {
+    Section s = section_for(cfg, n, "policy");
+    PolicyConfig& p = cfg.policy;
+    p.enabled = s.get_bool("enabled", true);
+    p.trusted_networks = s.get_string_list("trusted_networks", p.trusted_networks);
+    for (const auto& net : p.trusted_networks)
+      if (!valid_network(net))
+        s.fail("trusted_networks", "\"" + net + "\" is not an address or network (192.0.2.0/24, 2001:db8::/32)");
+    p.ipv4_prefix = static_cast<int>(s.get_int("ipv4_prefix", 32, 8, 32));
+    p.ipv6_prefix = static_cast<int>(s.get_int("ipv6_prefix", 64, 16, 128));
+    p.penalty = s.get_duration("penalty", std::chrono::milliseconds(500));
+    p.max_penalty = s.get_duration("max_penalty", std::chrono::seconds(5));
+    p.max_user_penalty = s.get_duration("max_user_penalty", std::chrono::seconds(2));
+    p.window = s.get_duration("window", std::chrono::minutes(15));
+    p.max_in_flight = static_cast<int>(s.get_int("max_in_flight", 16, 1, 100000));
+    if (p.max_penalty > std::chrono::seconds(8))
+      s.fail("max_penalty", "must be at most 8s (Postfix gives up on the reply after 10s)");
+    s.reject_unknown_keys();
+  }
+  if (cfg.dovecot && cfg.policy.enabled &&
+      cfg.dovecot->failure_delay + cfg.policy.max_penalty > std::chrono::seconds(9)) {
+    Section s = section_for(cfg, doc->get("policy"), "policy");
+    s.fail("max_penalty",
+           "plus [dovecot] failure_delay must stay under 9s (Postfix waits 10s for a reply)");
   }
 
   // [[backend]]
@@ -261,7 +311,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
 
   for (const auto& [k, v] : *doc) {
     std::string_view key = k.str();
-    if (key != "daemon" && key != "saslauthd" && key != "dovecot" && key != "backend") {
+    if (key != "daemon" && key != "saslauthd" && key != "dovecot" && key != "cache" &&
+        key != "policy" && key != "backend") {
       std::ostringstream out;
       out << file << ":" << line_of(&v, 1) << ": key '" << key << "': unknown table or key";
       throw ConfigError(out.str());
@@ -306,6 +357,15 @@ Config from_saslauthd_args(const SaslauthdArgs& a) {
   mux.insert("mode", "0777");
   mux.insert("join_realm", a.join_realm);
   doc->insert("saslauthd", std::move(mux));
+  if (a.cache) {
+    // saslauthd's -t is seconds (default 8 h); -s is the cache size in KiB,
+    // roughly 100 bytes an entry there.
+    toml::table cache;
+    cache.insert("ttl", std::to_string(a.cache_ttl) + "s");
+    if (a.cache_kb > 0)
+      cache.insert("size", static_cast<int64_t>(std::max(16L, a.cache_kb * 1024 / 100)));
+    doc->insert("cache", std::move(cache));
+  }
 
   toml::array backends;
   if (a.mech == "pam") {

@@ -78,7 +78,9 @@ struct DaemonConfig {
   int queue_size = 1024;  // pending jobs beyond this are a temporary failure
   std::optional<log::Target> log_target;  // unset: stderr in the foreground, else syslog
   log::Level log_level = log::Level::Info;
-  std::string control_socket;
+  std::string control_socket;   // empty: none
+  mode_t control_mode = 0600;   // root (or the daemon's start user) only
+  std::string control_group;    // e.g. an admin group, with control_mode 0660
 };
 
 // A UNIX socket the daemon listens on, with the ownership of the socket file.
@@ -104,6 +106,27 @@ struct DovecotConfig {
   bool temp_failure_disconnect = true;  // temp_failure = "disconnect" (default) or "fail"
 };
 
+// [cache]: present = enabled.
+struct CacheConfig {
+  std::chrono::milliseconds ttl{60'000};
+  std::chrono::milliseconds negative_ttl{10'000};
+  std::chrono::milliseconds stale_ttl{0};
+  std::size_t size = 10000;
+};
+
+// [policy]: the brute-force policy (on unless enabled = false).
+struct PolicyConfig {
+  bool enabled = true;
+  std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
+  int ipv4_prefix = 32;
+  int ipv6_prefix = 64;
+  std::chrono::milliseconds penalty{500};
+  std::chrono::milliseconds max_penalty{5000};
+  std::chrono::milliseconds max_user_penalty{2000};
+  std::chrono::milliseconds window{15 * 60 * 1000};
+  int max_in_flight = 16;
+};
+
 struct BackendSpec {
   std::string type;
   std::string name;
@@ -116,6 +139,8 @@ struct Config {
   DaemonConfig daemon;
   std::optional<MuxConfig> mux;
   std::optional<DovecotConfig> dovecot;
+  std::optional<CacheConfig> cache;
+  PolicyConfig policy;
   std::vector<BackendSpec> backends;
 };
 

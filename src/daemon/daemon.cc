@@ -18,7 +18,11 @@
 
 #include "src/auth/authenticator.h"
 #include "src/config/config.h"
+#include <systemd/sd-daemon.h>
+
+#include "src/daemon/control_server.h"
 #include "src/daemon/dovecot_server.h"
+#include "src/daemon/metrics.h"
 #include "src/daemon/event_loop.h"
 #include "src/daemon/listener.h"
 #include "src/daemon/mux_server.h"
@@ -70,14 +74,14 @@ class PidFile {
  public:
   explicit PidFile(std::string path) : path_(std::move(path)) {
     if (path_.empty()) return;
-    FILE* f = std::fopen(path_.c_str(), "we");
-    if (f == nullptr) {
+    // Written whole, then renamed, so a reader never sees a half-written file.
+    const std::string tmp = path_ + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "we");
+    if (f == nullptr || std::fprintf(f, "%d\n", static_cast<int>(::getpid())) < 0 ||
+        std::fclose(f) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
       log::warning("cannot write " + path_ + ": " + std::strerror(errno));
       path_.clear();
-      return;
     }
-    std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
-    std::fclose(f);
   }
   ~PidFile() {
     if (!path_.empty()) ::unlink(path_.c_str());
@@ -106,34 +110,61 @@ class Daemon {
     UniqueFd sigfd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!sigfd) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
 
-    // Privileged set-up: sockets with their owners.
-    std::unique_ptr<UnixListener> mux_listener, dovecot_listener;
-    if (cfg_.mux) mux_listener = std::make_unique<UnixListener>(cfg_.mux->socket);
-    if (cfg_.dovecot) dovecot_listener = std::make_unique<UnixListener>(cfg_.dovecot->socket);
+    // Privileged set-up: sockets with their owners (or the ones systemd
+    // passed in), before privileges are dropped.
+    Activated activated = take_activated_sockets();
+    std::unique_ptr<UnixListener> mux_listener, dovecot_listener, control_listener;
+    if (cfg_.mux) mux_listener = listener_for(activated, {"saslauthd", "mux"}, cfg_.mux->socket);
+    if (cfg_.dovecot)
+      dovecot_listener = listener_for(activated, {"dovecot", "auth"}, cfg_.dovecot->socket);
+    if (!cfg_.daemon.control_socket.empty()) {
+      config::SocketConfig sc;
+      sc.path = cfg_.daemon.control_socket;
+      sc.mode = cfg_.daemon.control_mode;
+      sc.group = cfg_.daemon.control_group;
+      control_listener = listener_for(activated, {"control"}, sc);
+    }
+    for (const auto& [name, fd] : activated)
+      log::warning("systemd passed a socket named '" + name + "' that no configured listener uses");
 
     if (!opt_.foreground && !under_systemd()) daemonize();
     // In the saslauthd-compatible form, DIR/saslauthd.pid as saslauthd writes
     // it, so that init scripts written for saslauthd can stop us.
     PidFile pidfile(opt_.saslauthd ? opt_.saslauthd->dir + "/saslauthd.pid" : std::string());
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
-    if (::geteuid() == 0)
-      log::warning("running as root: set [daemon] user (and group) to run unprivileged");
-    if (opt_.saslauthd && opt_.saslauthd->cache)
-      log::warning("-c: this version of mailauthd has no credential cache; every login is "
-                   "checked against the backend (-s and -t are ignored)");
-    if (!cfg_.daemon.control_socket.empty())
-      log::warning("control_socket is not served by this version; the key is ignored");
+    check_not_root();
 
     EventLoop loop;
     WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
-    auth::Authenticator authenticator(loop, pool, chain_);
+    apply_services_config();
+    auth::Authenticator authenticator(loop, pool, chain_, services());
     std::unique_ptr<MuxServer> mux;
     std::unique_ptr<DovecotServer> dovecot;
+    std::unique_ptr<ControlServer> control;
     if (mux_listener)
       mux = std::make_unique<MuxServer>(loop, authenticator, *cfg_.mux, std::move(mux_listener));
     if (dovecot_listener)
       dovecot = std::make_unique<DovecotServer>(loop, authenticator, *cfg_.dovecot,
                                                 std::move(dovecot_listener));
+    if (control_listener) {
+      ControlServer::Handlers h;
+      h.stats = [&] {
+        Metrics::Gauges g;
+        g.queue_depth = pool.queued();
+        g.workers_busy = pool.busy();
+        g.workers = pool.threads();
+        g.in_flight = authenticator.in_flight();
+        g.mux_connections = mux ? mux->connections() : 0;
+        g.dovecot_connections = dovecot ? dovecot->connections() : 0;
+        g.cache_entries = cache_ ? cache_->size() : 0;
+        return metrics_.prometheus(g);
+      };
+      h.flush = [this](std::optional<std::string> user) -> std::size_t {
+        return cache_ ? cache_->flush(user ? std::optional<std::string_view>(*user) : std::nullopt) : 0;
+      };
+      h.reload = [&] { return reload(authenticator, mux.get(), dovecot.get()); };
+      control = std::make_unique<ControlServer>(loop, std::move(control_listener), std::move(h));
+    }
 
     bool stopping = false;
     loop.add(sigfd.get(), EPOLLIN, [&](uint32_t) {
@@ -145,17 +176,19 @@ class Daemon {
           stopping = true;
           log::info(std::string("received ") + strsignal(static_cast<int>(si.ssi_signo)) +
                     "; shutting down");
+          notify("STOPPING=1");
           if (mux) mux->stop_accepting();
           if (dovecot) dovecot->stop_accepting();
+          if (control) control->stop_accepting();
           const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
           // Let requests in flight finish, then stop; bounded by the grace time.
           shutdown_check_ = [&, deadline] {
             // Dovecot clients keep their connections open; wait only for
             // their requests in flight.
-            const bool idle = authenticator.in_flight() == 0 && (!mux || mux->connections() == 0) &&
+            const bool idle = authenticator.in_flight() == 0 &&
+                              (!mux || mux->connections() == 0) &&
                               (!dovecot || dovecot->busy() == 0);
-            if (idle ||
-                std::chrono::steady_clock::now() >= deadline) {
+            if (idle || std::chrono::steady_clock::now() >= deadline) {
               loop.stop();
               return;
             }
@@ -168,23 +201,130 @@ class Daemon {
 
     log::info(std::string("mailauthd ") + MAILAUTH_VERSION + " ready" +
               log::kv("workers", cfg_.daemon.workers) +
-              log::kv("backends", static_cast<long long>(chain_->backends().size())));
+              log::kv("backends", static_cast<long long>(chain_->backends().size())) +
+              log::kv("cache", cache_ ? "on" : "off") +
+              log::kv("policy", policy_ ? "on" : "off"));
+    notify("READY=1\nSTATUS=serving");
     loop.run();
     mux.reset();
     dovecot.reset();
+    control.reset();
     pool.shutdown();
     log::info("mailauthd stopped");
     return 0;
   }
 
  private:
+  using Activated = std::vector<std::pair<std::string, int>>;
+
+  // Sockets passed by systemd socket activation (LISTEN_FDS/LISTEN_FDNAMES),
+  // by their FileDescriptorName=.
+  static Activated take_activated_sockets() {
+    Activated out;
+    char** names = nullptr;
+    const int n = sd_listen_fds_with_names(1, &names);
+    if (n <= 0) return out;
+    for (int i = 0; i < n; ++i) {
+      out.emplace_back(names && names[i] ? names[i] : "", SD_LISTEN_FDS_START + i);
+      if (names) std::free(names[i]);
+    }
+    std::free(names);
+    log::info("systemd passed " + std::to_string(n) + " socket(s)");
+    return out;
+  }
+
+  static std::unique_ptr<UnixListener> listener_for(Activated& activated,
+                                                    std::initializer_list<const char*> names,
+                                                    const config::SocketConfig& config) {
+    for (auto it = activated.begin(); it != activated.end(); ++it) {
+      for (const char* n : names) {
+        if (it->first == n) {
+          auto l = UnixListener::adopt(it->second, config.path);
+          activated.erase(it);
+          return l;
+        }
+      }
+    }
+    return std::make_unique<UnixListener>(config);
+  }
+
+  static void notify(const char* state) { sd_notify(0, state); }
+
+  // After dropping privileges: running on as root is refused unless asked
+  // for (user = "root"), needed by a backend (pam: pam_unix checks other
+  // users' passwords only as root), or the saslauthd-compatible form.
+  void check_not_root() const {
+    if (::geteuid() != 0) return;
+    if (cfg_.daemon.user == "root") {
+      log::warning("running as root, as [daemon] user = \"root\" asks");
+      return;
+    }
+    for (const auto& b : chain_->backends()) {
+      if (b->type() == "pam") {
+        log::warning("running as root: backend " + b->name() +
+                     " (pam) may need it (pam_unix reads /etc/shadow); set [daemon] user if "
+                     "your PAM stack does not");
+        return;
+      }
+    }
+    if (opt_.saslauthd) {
+      log::warning("running as root (saslauthd-compatible form; use a config file with "
+                   "[daemon] user to run unprivileged)");
+      return;
+    }
+    throw std::runtime_error(
+        "refusing to run as root: no backend needs it.  Set [daemon] user (make install "
+        "creates \"mailauth\"), or user = \"root\" to insist");
+  }
+
+  auth::Services services() {
+    return auth::Services{&metrics_, cache_.get(), policy_.get()};
+  }
+
+  // (Re)creates the cache and the policy from cfg_.  The cache is kept when
+  // its settings did not change (its keys already track credential changes).
+  void apply_services_config() {
+    if (!cfg_.cache) {
+      cache_.reset();
+    } else {
+      auth::CredentialCache::Options o;
+      o.capacity = cfg_.cache->size;
+      o.ttl = cfg_.cache->ttl;
+      o.negative_ttl = cfg_.cache->negative_ttl;
+      o.stale_ttl = cfg_.cache->stale_ttl;
+      const auto& cur = cache_ ? cache_->options() : auth::CredentialCache::Options{};
+      if (!cache_ || cur.capacity != o.capacity || cur.ttl != o.ttl ||
+          cur.negative_ttl != o.negative_ttl || cur.stale_ttl != o.stale_ttl) {
+        old_caches_.push_back(std::move(cache_));  // requests in flight may still use it
+        cache_ = std::make_unique<auth::CredentialCache>(o, auth::system_clock());
+      }
+    }
+    if (!cfg_.policy.enabled) {
+      policy_.reset();
+      return;
+    }
+    auth::Policy::Options p;
+    for (const auto& n : cfg_.policy.trusted_networks)
+      if (auto net = auth::Network::parse(n)) p.trusted.push_back(*net);
+    p.ipv4_prefix = cfg_.policy.ipv4_prefix;
+    p.ipv6_prefix = cfg_.policy.ipv6_prefix;
+    p.base_penalty = cfg_.policy.penalty;
+    p.max_penalty = cfg_.policy.max_penalty;
+    p.max_user_penalty = cfg_.policy.max_user_penalty;
+    p.window = cfg_.policy.window;
+    p.max_in_flight = cfg_.policy.max_in_flight;
+    if (!policy_) policy_ = std::make_unique<auth::Policy>(p, auth::system_clock());
+    else policy_->set_options(p);
+  }
+
   static bool same_socket(const config::SocketConfig& a, const config::SocketConfig& b) {
     return a.path == b.path && a.mode == b.mode && a.owner == b.owner && a.group == b.group;
   }
 
-  void reload(auth::Authenticator& authenticator, MuxServer* mux, DovecotServer* dovecot) {
-    log::info("received SIGHUP; reloading " +
-              (opt_.saslauthd ? std::string("the backends") : opt_.config_path));
+  // Returns empty on success, else what was wrong.
+  std::string reload(auth::Authenticator& authenticator, MuxServer* mux, DovecotServer* dovecot) {
+    log::info("reloading " + (opt_.saslauthd ? std::string("the backends") : opt_.config_path));
+    notify("RELOADING=1");
     try {
       config::Config next = load_config(opt_);
       auto chain = auth::build_chain(next);
@@ -197,21 +337,35 @@ class Daemon {
       if (mux && next.mux)
         mux->set_options(next.mux->join_realm, next.mux->request_timeout, next.mux->max_field);
       if (dovecot && next.dovecot) dovecot->set_options(*next.dovecot);
-      if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user)
-        log::warning("reload: [daemon] workers/user changed; they take effect on restart");
+      if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user ||
+          next.daemon.control_socket != cfg_.daemon.control_socket)
+        log::warning("reload: [daemon] workers/user/control_socket changed; they take effect on "
+                     "restart");
       log::set_level(log_level(next, opt_));
       authenticator.set_chain(chain);
       chain_ = std::move(chain);
       cfg_ = std::move(next);
+      apply_services_config();
+      authenticator.set_services(services());
+      metrics_.reload(true);
       log::info("reload: done" +
                 log::kv("backends", static_cast<long long>(chain_->backends().size())));
+      notify("READY=1\nSTATUS=serving");
+      return {};
     } catch (const std::exception& e) {
+      metrics_.reload(false);
       log::error(std::string("reload failed, keeping the running configuration: ") + e.what());
+      notify("READY=1\nSTATUS=serving (last reload failed)");
+      return e.what();
     }
   }
 
   DaemonOptions opt_;
   std::function<void()> shutdown_check_;  // polls until requests in flight are done
+  Metrics metrics_;
+  std::unique_ptr<auth::CredentialCache> cache_;
+  std::vector<std::unique_ptr<auth::CredentialCache>> old_caches_;
+  std::unique_ptr<auth::Policy> policy_;
   config::Config cfg_;
   std::shared_ptr<const auth::BackendChain> chain_;
 };
@@ -231,6 +385,7 @@ void drop_privileges(const std::string& user, const std::string& group) {
   if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
     throw std::runtime_error("[daemon] user '" + user +
                              "' does not exist (make install creates it; or change the key)");
+  if (pw.pw_uid == 0) return;  // user = "root": nothing to drop (check_not_root says so)
   const gid_t gid = group.empty() ? pw.pw_gid : lookup_gid(group);
   if (::initgroups(pw.pw_name, gid) != 0 || ::setgid(gid) != 0 || ::setuid(pw.pw_uid) != 0)
     throw std::runtime_error("cannot switch to user '" + user + "': " + std::strerror(errno));

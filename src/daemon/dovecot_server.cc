@@ -163,7 +163,7 @@ auth::AuthRequest DovecotServer::auth_request(const Request& r) const {
 
 void DovecotServer::log(const Request& r, auth::Outcome outcome, const std::string& backend,
                         const std::string& reason) const {
-  auth::log_attempt(auth_request(r), auth::AuthResult{outcome, backend, reason}, r.start);
+  auth_.record(auth_request(r), auth::AuthResult{outcome, backend, reason}, r.start);
 }
 
 void DovecotServer::start_request(Conn& c, dovecot::Event& e) {
@@ -256,6 +256,7 @@ void DovecotServer::verify_password(Conn& c, Request& r, sasl::Step step) {
   r.working = true;
   const std::uint64_t cid = c.id;
   const std::uint32_t rid = r.id;
+  const bool no_penalty = r.params.no_penalty;
   auth_.authenticate(std::move(a), [this, cid, rid](const auth::AuthResult& result) {
     Conn* conn = find(cid);
     if (conn == nullptr) return;
@@ -268,58 +269,51 @@ void DovecotServer::verify_password(Conn& c, Request& r, sasl::Step step) {
       case auth::Outcome::Fail: fail(*conn, req, result.reason, true); break;
       case auth::Outcome::TempFail: temp_fail(*conn, req); break;
     }
-  });
+  }, no_penalty);
 }
 
 void DovecotServer::fetch_credential(Conn& c, Request& r, std::string user) {
   r.working = true;
   const std::uint64_t cid = c.id;
   const std::uint32_t rid = r.id;
-  auto chain = auth_.chain();
-  auto request = std::make_shared<auth::AuthRequest>(auth_request(r));
-  request->user = std::move(user);
-  // The job shares the mechanism: if the client goes away meanwhile, the
-  // request is erased but the mechanism lives until the job is done.
+  auth::AuthRequest request = auth_request(r);
+  request.user = std::move(user);
+  // The worker job shares the mechanism: if the client goes away meanwhile,
+  // the request is erased but the mechanism lives until the job is done.
   std::shared_ptr<sasl::Mechanism> mech = r.mech;
-  const bool queued = auth_.pool().submit([this, chain, request, mech, cid, rid]() -> WorkerPool::Continuation {
-    // std::function needs a copyable continuation: share the (move-only) results.
-    auto found = std::make_shared<auth::BackendChain::CredentialLookup>(
-        chain->lookup_credential(*request));
-    auto step = std::make_shared<sasl::Step>();
-    if (found->outcome == auth::Outcome::Ok) {
-      *step = mech->credential(sasl::StoredCredential{found->credential.stored.view(),
-                                                      found->credential.default_scheme});
-    } else if (found->outcome == auth::Outcome::Fail && found->unknown) {
-      *step = mech->credential(std::nullopt);  // decoy exchange, fails at the end
-    }
-    found->credential.stored.clear();
-    return [this, cid, rid, found, step] {
-      Conn* conn = find(cid);
-      if (conn == nullptr) return;
-      auto it = conn->requests.find(rid);
-      if (it == conn->requests.end()) return;
-      Request& req = *it->second;
-      req.working = false;
-      req.backend = found->backend;
-      if (found->outcome == auth::Outcome::TempFail) {
-        log(req, auth::Outcome::TempFail, found->backend, found->reason);
-        temp_fail(*conn, req);
-        return;
-      }
-      if (found->outcome == auth::Outcome::Fail && !found->unknown) {
-        log(req, auth::Outcome::Fail, found->backend, found->reason);
-        fail(*conn, req, found->reason, true);
-        return;
-      }
-      if (found->unknown && step->kind == sasl::Step::Kind::Failure) step->reason = found->reason;
-      apply(*conn, req, std::move(*step));
-    };
-  });
-  if (!queued) {
-    r.working = false;
-    log(r, auth::Outcome::TempFail, "-", "worker queue full");
-    temp_fail(c, r);
-  }
+  auto step = std::make_shared<sasl::Step>();
+  auth_.lookup_credential(
+      std::move(request), r.params.no_penalty,
+      [mech, step](auth::BackendChain::CredentialLookup& found) {
+        // Worker thread: SCRAM may derive keys from a plaintext credential here.
+        if (found.outcome == auth::Outcome::Ok) {
+          *step = mech->credential(sasl::StoredCredential{found.credential.stored.view(),
+                                                          found.credential.default_scheme});
+        } else if (found.outcome == auth::Outcome::Fail && found.unknown) {
+          *step = mech->credential(std::nullopt);  // decoy exchange, fails at the end
+        }
+      },
+      [this, cid, rid, step](auth::BackendChain::CredentialLookup& found) {
+        Conn* conn = find(cid);
+        if (conn == nullptr) return;
+        auto it = conn->requests.find(rid);
+        if (it == conn->requests.end()) return;
+        Request& req = *it->second;
+        req.working = false;
+        req.backend = found.backend;
+        if (found.outcome == auth::Outcome::TempFail) {
+          log(req, auth::Outcome::TempFail, found.backend, found.reason);
+          temp_fail(*conn, req);
+          return;
+        }
+        if (found.outcome == auth::Outcome::Fail && !found.unknown) {
+          log(req, auth::Outcome::Fail, found.backend, found.reason);
+          fail(*conn, req, found.reason, true);
+          return;
+        }
+        if (found.unknown && step->kind == sasl::Step::Kind::Failure) step->reason = found.reason;
+        apply(*conn, req, std::move(*step));
+      });
 }
 
 void DovecotServer::succeed(Conn& c, Request& r, const std::string& user,

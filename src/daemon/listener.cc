@@ -1,5 +1,6 @@
 #include "src/daemon/listener.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -97,6 +98,16 @@ UnixListener::UnixListener(const config::SocketConfig& config) : path_(config.pa
     fail(path_, "cannot set owner " + config.owner + " / group " + config.group);
   if (::chmod(path_.c_str(), config.mode) != 0) fail(path_, "chmod");
   if (::listen(fd_.get(), 128) != 0) fail(path_, "listen");
+}
+
+std::unique_ptr<UnixListener> UnixListener::adopt(int fd, std::string path) {
+  std::unique_ptr<UnixListener> l(new UnixListener());
+  l->fd_.reset(fd);
+  l->path_ = std::move(path);  // for log lines; ino_ stays 0, so the file is never removed
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return l;
 }
 
 UnixListener::~UnixListener() { remove_file(); }

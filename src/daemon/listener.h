@@ -18,6 +18,9 @@ class UnixListener {
   // file (never a regular file), binds, applies owner/group/mode, listens.
   // Throws std::runtime_error with a message that names the path.
   explicit UnixListener(const config::SocketConfig& config);
+  // A listening socket handed over by systemd (socket activation).  Its file
+  // belongs to systemd: it is not removed on destruction.
+  static std::unique_ptr<UnixListener> adopt(int fd, std::string path);
   ~UnixListener();
   UnixListener(const UnixListener&) = delete;
   UnixListener& operator=(const UnixListener&) = delete;
@@ -28,6 +31,7 @@ class UnixListener {
   void remove_file();
 
  private:
+  UnixListener() = default;
   UniqueFd fd_;
   std::string path_;
   dev_t dev_ = 0;

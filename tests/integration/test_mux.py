@@ -294,7 +294,7 @@ path = "{passwd or self.passwd}"
         d.write_config(self.config(passwd=other).replace("workers = 2", "workers = 0"))
         tail = d.reload()
         self.assertIn("reload failed, keeping the running configuration", tail)
-        self.assertIn("mailauthd.conf:3: key 'daemon.workers': must be between 1 and 256", tail)
+        self.assertIn("mailauthd.conf:4: key 'daemon.workers': must be between 1 and 256", tail)
         self.assert_ok("erin", "erin-pw")
 
     def test_check_config(self):

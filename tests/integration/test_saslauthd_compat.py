@@ -43,7 +43,7 @@ class SaslauthdCompatTest(DaemonTestCase):
                 pass
         super().tearDown()
 
-    def testsaslauthd(self, *args):
+    def run_testsaslauthd(self, *args):
         return subprocess.run([which("testsaslauthd"), "-f", os.path.join(self.rundir, "mux"), *args],
                               capture_output=True, text=True, timeout=30)
 
@@ -76,22 +76,23 @@ class SaslauthdCompatTest(DaemonTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)  # the parent returns once detached
         pidfile = os.path.join(self.rundir, "saslauthd.pid")
         self.wait_for(pidfile)
-        pid = int(open(pidfile).read())
+        with open(pidfile) as f:
+            pid = int(f.read())
         self.started.append(pid)
         self.wait_for(os.path.join(self.rundir, "mux"))
         self.assertEqual(os.stat(os.path.join(self.rundir, "mux")).st_mode & 0o777, 0o777)
-        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
         self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
-        r = self.testsaslauthd("-u", "alice", "-p", "wrong", "-s", "smtp")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "wrong", "-s", "smtp")
         self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE))
         # testsaslauthd's default service is imap, which is PAM's service name.
-        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw")
         self.assertEqual(r.returncode, 0)
         # pop3's account stack denies: the right password still fails.
-        r = self.testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "pop3")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "pop3")
         self.assertEqual(r.returncode, 255)
         # -r: login "alice" + realm "example.com" is looked up as alice@example.com.
-        r = self.testsaslauthd("-u", "alice", "-r", "example.com", "-p", "realm-pw", "-s", "imap")
+        r = self.run_testsaslauthd("-u", "alice", "-r", "example.com", "-p", "realm-pw", "-s", "imap")
         self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
         self.stop_pid(pid)
         self.assertFalse(os.path.exists(os.path.join(self.rundir, "mux")))
@@ -121,14 +122,15 @@ class SaslauthdCompatTest(DaemonTestCase):
                              ("locked", "sha-pw", False), ("expired", "sha-pw", False),
                              ("oldpw", "sha-pw", False), ("empty", "", False), ("empty", "x", False),
                              ("nobody", "x", False)]:
-            r = self.testsaslauthd("-u", user, "-p", pw) if pw else None
+            r = self.run_testsaslauthd("-u", user, "-p", pw) if pw else None
             if r is None:
                 continue  # testsaslauthd cannot send an empty password
             self.assertEqual(r.returncode, 0 if ok else 255, (user, pw))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(10), 0)
         self.started.remove(proc.pid)
-        log = open(self.path("argv.log")).read()
+        with open(self.path("argv.log")) as f:
+            log = f.read()
         for reason in ("account locked", "account expired", "password expired", "empty password field"):
             self.assertIn(f'reason="{reason}"', log)
         self.assertNotIn("sha-pw", log)
@@ -160,25 +162,26 @@ mode = "0666"
 type = "shadow"
 path = "{shadow}"
 """, socket_path=sock)
-        status = open(f"/proc/{d.proc.pid}/status").read()
+        with open(f"/proc/{d.proc.pid}/status") as f:
+            status = f.read()
         uid_line = next(l for l in status.splitlines() if l.startswith("Uid:"))
         gid_line = next(l for l in status.splitlines() if l.startswith("Gid:"))
         self.assertEqual(set(uid_line.split()[1:]), {str(nobody.pw_uid)}, uid_line)
         self.assertEqual(set(gid_line.split()[1:]), {str(shadow_gid)}, gid_line)
         self.assertIn("running as user nobody", d.log())
-        self.assertEqual(self.testsaslauthd("-u", "yes", "-p", "yes-pw").returncode, 0)
-        self.assertEqual(self.testsaslauthd("-u", "yes", "-p", "no").returncode, 255)
+        self.assertEqual(self.run_testsaslauthd("-u", "yes", "-p", "yes-pw").returncode, 0)
+        self.assertEqual(self.run_testsaslauthd("-u", "yes", "-p", "no").returncode, 255)
         # Without the group the file is unreadable: a temporary failure, never an accept.
         os.chown(shadow, 0, 0)
-        r = self.testsaslauthd("-u", "yes", "-p", "yes-pw")
+        r = self.run_testsaslauthd("-u", "yes", "-p", "yes-pw")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("result=tempfail", d.log())
         self.assertIn("Permission denied", d.log())
 
     def test_pwdfile_argv(self):
         proc = self.start_foreground("-a", "pwdfile", "-O", self.users, "-m", self.rundir, "-d")
-        self.assertEqual(self.testsaslauthd("-u", "alice", "-p", "alice-pw").returncode, 0)
-        self.assertEqual(self.testsaslauthd("-u", "alice", "-p", "nope").returncode, 255)
+        self.assertEqual(self.run_testsaslauthd("-u", "alice", "-p", "alice-pw").returncode, 0)
+        self.assertEqual(self.run_testsaslauthd("-u", "alice", "-p", "nope").returncode, 255)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(10), 0)
         self.started.remove(proc.pid)
