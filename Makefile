@@ -60,6 +60,9 @@ install: build
 	install -d $(DESTDIR)/lib/systemd/system
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' conf/mailauthd.service \
 	  > $(DESTDIR)/lib/systemd/system/mailauthd.service
+	install -m 0644 conf/mailauthd-mux.socket conf/mailauthd-dovecot.socket $(DESTDIR)/lib/systemd/system/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/mailauth
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/mailauth/
 	@if [ -z "$(DESTDIR)" ] && ! getent passwd mailauth >/dev/null; then \
 	  echo "creating system user mailauth"; \
 	  useradd --system --home-dir /nonexistent --no-create-home \

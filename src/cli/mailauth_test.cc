@@ -9,6 +9,7 @@
 #include "src/cli/bench.h"
 #include "src/cli/dovecot_client.h"
 #include "src/cli/mux_client.h"
+#include "src/cli/control_client.h"
 #include "src/util/secret.h"
 #include "version.h"
 
@@ -19,6 +20,7 @@ constexpr const char* kHelp = R"(Usage:
   mailauth-test --dovecot [-f SOCKET] [--mech MECH] [--rip ADDR] -u USER [-p PASS]
   mailauth-test [--dovecot] --bench [--users FILE] [--count N] [--duration S]
                 [--concurrency C] [--wrong FRACTION] [--persistent] [--json]
+  mailauth-test --control SOCKET stats | flush [USER] | reload
 
 Ask an authentication daemon whether USER's password is right: over the
 saslauthd "mux" protocol, exactly as testsaslauthd does (mailauthd and
@@ -52,6 +54,13 @@ Output and exit status (as testsaslauthd, plus distinct codes):
                                              failure), timeout
                                     exit 2   usage error
 
+Control socket (--control SOCKET, [daemon] control_socket; usually root only):
+  stats             counters, latency histogram, cache hit rate, queue depth
+                    (Prometheus text format)
+  flush [USER]      forget USER's cached credentials, or all
+  reload            like SIGHUP; prints the error if the new config is bad
+  Exit status 0, 1 if the daemon answered ERROR, 3 if it could not be reached.
+
 Benchmark (--bench):
   Runs C concurrent clients in a closed loop and prints auth/s, the counts of
   OK / NO / temporary failures / errors and latency p50/p90/p99/max.
@@ -75,6 +84,8 @@ int main(int argc, char** argv) {
   std::string password;
   bool have_password = false, password_stdin = false, bench = false, dovecot = false,
        persistent = false;
+  std::string control_socket;
+  std::vector<std::string> control_words;
   long long timeout_s = 30;
   BenchOptions bopt;
   while (!args.done()) {
@@ -126,11 +137,26 @@ int main(int argc, char** argv) {
       rip = args.value(a);
     } else if (a == "--persistent") {
       persistent = true;
+    } else if (a == "--control") {
+      control_socket = args.value(a);
+      control_words = args.rest();
     } else {
       args.usage_error("unknown option '" + a + "'");
     }
   }
   const auto timeout = std::chrono::seconds(timeout_s);
+  if (!control_socket.empty()) {
+    if (control_words.empty()) args.usage_error("--control needs a command: stats, flush [USER], reload");
+    std::string command;
+    for (const auto& w : control_words) command += (command.empty() ? "" : " ") + w;
+    std::string reply, error;
+    if (!control_request(control_socket, command, timeout, &reply, &error)) {
+      std::cerr << args.program() << ": " << error << "\n";
+      return 3;
+    }
+    std::cout << reply;
+    return reply.rfind("ERROR", 0) == 0 ? 1 : 0;
+  }
   if (socket.empty())
     socket = dovecot ? "/var/spool/postfix/private/auth" : "/var/run/saslauthd/mux";
   if (!dovecot && (mech != "PLAIN" || !rip.empty() || persistent))

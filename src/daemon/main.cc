@@ -38,8 +38,10 @@ of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauth
   -m DIR           listen on DIR/mux (absolute; default /var/run/saslauthd)
   -r               look users up as login@realm when a realm is sent
   -n N             worker threads (default 5)
-  -c, -s, -t       saslauthd's credential cache: accepted, not implemented
-                   in this version (a warning says so; every login is checked)
+  -c               credential cache on (keyed on the stored credential, so a
+                   changed password never hits an old entry)
+  -t SECONDS       cache TTL (default 28800, as saslauthd)
+  -s KILOBYTES     cache size
   -d               debug: foreground, log to stderr at debug level
   -l, -V           accepted and ignored (accept lock, verbose)
   -v               version; -h help
@@ -71,6 +73,22 @@ Protocols:
                        worker).  A temporary failure closes the connection
                        (Postfix: 454) unless temp_failure = "fail", which
                        answers FAIL ... code=temp_fail.
+
+Cache, policy, control:
+  [cache]          remembers recent answers as keyed hashes (never
+                   passwords); a changed stored credential misses it.
+  [policy]         escalating per-address and per-user penalties after
+                   failures (timers, capped), a cap on requests in flight per
+                   address; loopback and no-penalty requests exempt.
+  control_socket   `mailauth-test --control SOCKET stats|flush [USER]|reload`;
+                   stats are in Prometheus text format.
+
+systemd:
+  Type=notify (READY/RELOADING/STOPPING), and socket activation: sockets
+  passed with FileDescriptorName=saslauthd, dovecot or control replace the
+  ones the configuration would create.  Without systemd, mailauthd detaches
+  unless --foreground.  It refuses to stay root unless a backend needs it
+  (pam), the saslauthd form is used, or [daemon] user = "root".
 
 Logging:
   One line per attempt, key=value, for log tools and fail2ban:
