@@ -185,11 +185,13 @@ void DovecotServer::start_request(Conn& c, dovecot::Event& e) {
   if (!offered) {
     log::info("dovecot: " + c.peer + ": request " + std::to_string(req.id) +
               " for mechanism " + log::sanitize(req.mechanism, 32) + ", which is not offered");
+    log(req, auth::Outcome::Fail, "-", "mechanism not offered");
     send(c, dovecot::fail_line(req.id, {"", "", "Unsupported authentication mechanism", false}));
     finish(c, req.id);
     return;
   }
   if (e.bad_base64) {
+    log(req, auth::Outcome::Fail, "-", "invalid base64 in the initial response");
     send(c, dovecot::fail_line(req.id, {"", "invalid_base64",
                                         "Invalid base64 data in initial response", false}));
     finish(c, req.id);
@@ -224,6 +226,7 @@ void DovecotServer::continue_request(Conn& c, dovecot::Event& e) {
     return;
   }
   if (e.bad_base64) {
+    log(r, auth::Outcome::Fail, "-", "invalid base64 in a continued response");
     send(c, dovecot::fail_line(r.id, {r.user, "invalid_base64",
                                       "Invalid base64 data in continued response", false}));
     finish(c, r.id);

@@ -155,14 +155,6 @@ void MuxServer::read_request(Conn& c) {
 
 void MuxServer::start_auth(Conn& c) {
   mux::Request& req = c.decoder->request();
-  if (auto reply = mux::check_request(req)) {
-    log::info("auth:" + log::kv("result", "fail") + log::kv("proto", "mux") +
-              log::kv("user", req.login) + log::kv("service", req.service) +
-              log::kv("realm", req.realm) + log::kv("backend", "-") +
-              log::kv("reason", reply->substr(3)) + log::kv("ms", 0LL));
-    send_reply(c, *reply);
-    return;
-  }
   auth::AuthRequest a;
   a.protocol = "mux";
   a.user = mux::effective_user(req, config_.join_realm);
@@ -170,6 +162,13 @@ void MuxServer::start_auth(Conn& c) {
   a.service = req.service;
   // Field 5 is "ADDR;PORT" (libsasl2's SASL_IPREMOTEPORT); keep the address.
   a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
+  if (auto reply = mux::check_request(req)) {
+    // Refused before any backend: still one attempt line (fail2ban sees it).
+    auth_.record(a, auth::AuthResult{auth::Outcome::Fail, "-", reply->substr(3)},
+                 std::chrono::steady_clock::now());
+    send_reply(c, *reply);
+    return;
+  }
   a.password = std::move(req.password);
   c.decoder.reset();  // wipes what is left of the request bytes
   c.state = State::Authenticating;
