@@ -22,6 +22,18 @@ const Registration kBackends[] = {
 };
 }  // namespace
 
+AccountStore::Result AccountStore::import(const std::vector<NewAccount>& entries, bool update,
+                                          std::vector<Result>* results) {
+  Result last{Status::Done, {}};
+  for (const auto& e : entries) {
+    Result r = add(e.user, e.stored, "", true);
+    if (r.status == Status::Exists && update) r = set_password(e.user, e.stored);
+    if (r.status == Status::TempFail) last = r;
+    results->push_back(std::move(r));
+  }
+  return last;
+}
+
 VerifyResult Backend::verify(const Query&, std::string_view) {
   return {Verdict::TempFail, "backend '" + name_ + "' cannot verify passwords itself"};
 }

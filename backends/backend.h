@@ -64,6 +64,55 @@ struct VerifyResult {
   std::string reason;
 };
 
+// What writable backends (pwdfile, mysql) offer mailauth-user.  Every call
+// may block (file locks, SQL): never call it from the event loop.
+class AccountStore {
+ public:
+  enum class Status {
+    Done,
+    NotFound,       // no such user
+    Exists,         // add: the user exists already
+    Refused,        // the store refused the values (too long, malformed, …)
+    NotConfigured,  // this store has no statement/way for the operation
+    TempFail,       // the store could not be reached or written
+  };
+  struct Result {
+    Status status = Status::TempFail;
+    std::string message;  // for the operator; never holds a credential
+  };
+  struct Account {
+    std::string user;
+    std::string name;
+    bool enabled = true;
+  };
+
+  virtual ~AccountStore() = default;
+  // `stored` is the credential exactly as it is to be stored (see
+  // wants_scheme_prefix()).
+  virtual Result add(std::string_view user, std::string_view stored, std::string_view name,
+                     bool enabled) = 0;
+  virtual Result set_password(std::string_view user, std::string_view stored) = 0;
+  virtual Result remove(std::string_view user) = 0;
+  virtual Result set_enabled(std::string_view user, bool enabled) = 0;
+  // All accounts, or those whose domain (after '@') is `domain`.
+  virtual Result list(std::string_view domain, std::vector<Account>* out) = 0;
+
+  // Bulk load (mailauth-user import): each entry is added, or with `update`
+  // an existing user's credential is replaced.  `results` gets one Result per
+  // entry (Exists for an existing user without `update`).  The default runs
+  // add()/set_password() one by one; stores override it to write once.
+  struct NewAccount {
+    std::string user;
+    std::string stored;
+  };
+  virtual Result import(const std::vector<NewAccount>& entries, bool update,
+                        std::vector<Result>* results);
+  // True where the store is shared with Dovecot/PostfixAdmin, which expect a
+  // {SCHEME} prefix on every hash; false where bare crypt strings are read
+  // (pam_pwdfile, shadow-style files).
+  virtual bool wants_scheme_prefix() const = 0;
+};
+
 class Backend {
  public:
   enum class Kind { Lookup, VerifyOnly };
@@ -87,6 +136,9 @@ class Backend {
   // A quick health check for `mailauthd --check-config`: empty if usable,
   // else what is wrong.
   virtual std::string check() { return {}; }
+
+  // Writable backends return their account operations; others nullptr.
+  virtual AccountStore* accounts() { return nullptr; }
 
  private:
   std::string type_;

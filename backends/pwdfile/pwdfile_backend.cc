@@ -1,11 +1,16 @@
 #include "backends/pwdfile/pwdfile_backend.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "src/util/fd.h"
 #include "src/util/log.h"
 
 namespace mailauth::backend {
@@ -135,11 +140,11 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::load(const FileId& 
 LookupResult PwdfileBackend::lookup(const Query& query) {
   std::string error;
   auto table = current(&error);
-  if (!table) return {Status::TempFail, {}, error};
+  if (!table) return {backend::Status::TempFail, {}, error};
   auto it = table->users.find(std::string(query.user));
-  if (it == table->users.end()) return {Status::Unknown, {}, {}};
+  if (it == table->users.end()) return {backend::Status::Unknown, {}, {}};
   LookupResult r;
-  r.status = Status::Found;
+  r.status = backend::Status::Found;
   std::string_view stored = it->second.stored.view();
   if (!stored.empty() && stored.front() == '!') {
     // Disabled, as in shadow: keep the hash behind the '!' so the check
@@ -150,6 +155,234 @@ LookupResult PwdfileBackend::lookup(const Query& query) {
   r.credential.stored = Secret(stored);
   r.credential.default_scheme = default_scheme_;
   return r;
+}
+
+}  // namespace mailauth::backend
+
+// ---- writes (mailauth-user) ---------------------------------------------------
+
+namespace mailauth::backend {
+
+namespace {
+
+// "user" of a line, or empty for comments, blank and malformed lines.
+std::string_view user_of(std::string_view line) {
+  const auto start = line.find_first_not_of(" \t");
+  if (start == std::string_view::npos || line[start] == '#') return {};
+  const auto colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) return {};
+  return line.substr(0, colon);
+}
+
+// Replace the hash field (the second) of a line, keeping any extra fields.
+std::string with_hash(std::string_view line, std::string_view hash) {
+  const auto colon = line.find(':');
+  const auto end = line.find(':', colon + 1);
+  std::string out(line.substr(0, colon + 1));
+  out += hash;
+  if (end != std::string_view::npos) out += line.substr(end);
+  return out;
+}
+
+std::string_view hash_of(std::string_view line) {
+  const auto colon = line.find(':');
+  const auto end = line.find(':', colon + 1);
+  return line.substr(colon + 1, end == std::string_view::npos ? std::string_view::npos
+                                                               : end - colon - 1);
+}
+
+bool valid_user(std::string_view user) {
+  return !user.empty() && user.find_first_of(std::string_view(":\n\r\0", 4)) == std::string_view::npos &&
+         user.front() != '#' && user.front() != ' ' && user.front() != '\t';
+}
+
+bool valid_stored(std::string_view stored) {
+  return !stored.empty() && stored.find_first_of(std::string_view(":\n\r\0", 4)) == std::string_view::npos;
+}
+
+AccountStore::Result fail(AccountStore::Status s, std::string m) { return {s, std::move(m)}; }
+
+}  // namespace
+
+PwdfileBackend::Result PwdfileBackend::rewrite(
+    const std::function<Result(std::vector<std::string>& lines)>& edit) {
+  const std::string lock_path = path_ + ".lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) return fail(Status::TempFail, "cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock.get(), LOCK_EX) != 0)
+    return fail(Status::TempFail, "cannot lock " + lock_path + ": " + std::strerror(errno));
+
+  // Read under the lock: no other writer can be between our read and rename.
+  std::vector<std::string> lines;
+  struct stat st {};
+  bool existed = ::stat(path_.c_str(), &st) == 0;
+  if (existed) {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+  } else if (errno != ENOENT) {
+    return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
+  }
+
+  Result r = edit(lines);
+  if (r.status != Status::Done) return r;
+
+  const auto slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash == 0 ? 1 : slash);
+  std::string tmpl = path_ + ".XXXXXX";
+  UniqueFd tmp(::mkostemp(tmpl.data(), O_CLOEXEC));
+  if (!tmp) return fail(Status::TempFail, "cannot create a file in " + dir + ": " + std::strerror(errno));
+  auto cleanup = [&] { ::unlink(tmpl.c_str()); };
+  if (existed) {
+    // Keep the old file's owner and mode (e.g. root:mailauth 0640).
+    if (::fchmod(tmp.get(), st.st_mode & 07777) != 0 ||
+        (::fchown(tmp.get(), st.st_uid, st.st_gid) != 0 && ::geteuid() == 0)) {
+      cleanup();
+      return fail(Status::TempFail, "cannot set the owner or mode of " + tmpl + ": " + std::strerror(errno));
+    }
+  } else {
+    ::fchmod(tmp.get(), 0640);
+  }
+  std::string data;
+  for (const auto& l : lines) {
+    data += l;
+    data += '\n';
+  }
+  for (std::size_t off = 0; off < data.size();) {
+    const ssize_t n = ::write(tmp.get(), data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      wipe(data.data(), data.size());
+      cleanup();
+      return fail(Status::TempFail, "cannot write " + tmpl + ": " + std::strerror(errno));
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  wipe(data.data(), data.size());
+  for (auto& l : lines) wipe(l.data(), l.size());
+  if (::fsync(tmp.get()) != 0 || ::rename(tmpl.c_str(), path_.c_str()) != 0) {
+    cleanup();
+    return fail(Status::TempFail, "cannot replace " + path_ + ": " + std::strerror(errno));
+  }
+  UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirfd) ::fsync(dirfd.get());
+  return {Status::Done, {}};
+}
+
+PwdfileBackend::Result PwdfileBackend::add(std::string_view user, std::string_view stored,
+                                           std::string_view /*name*/, bool enabled) {
+  if (!valid_user(user)) return fail(Status::Refused, "a user name cannot contain ':' or a newline");
+  if (!valid_stored(stored)) return fail(Status::Refused, "the hash cannot contain ':' or a newline");
+  return rewrite([&](std::vector<std::string>& lines) -> Result {
+    for (const auto& l : lines)
+      if (user_of(l) == user) return fail(Status::Exists, "user " + std::string(user) + " exists already");
+    lines.push_back(std::string(user) + ":" + (enabled ? "" : "!") + std::string(stored));
+    return {Status::Done, {}};
+  });
+}
+
+PwdfileBackend::Result PwdfileBackend::set_password(std::string_view user, std::string_view stored) {
+  if (!valid_stored(stored)) return fail(Status::Refused, "the hash cannot contain ':' or a newline");
+  return rewrite([&](std::vector<std::string>& lines) -> Result {
+    for (auto& l : lines)
+      if (user_of(l) == user) {
+        // A disabled account stays disabled with its new password.
+        const bool disabled = hash_of(l).rfind('!', 0) == 0;
+        l = with_hash(l, (disabled ? "!" : "") + std::string(stored));
+        return {Status::Done, {}};
+      }
+    return fail(Status::NotFound, "no user " + std::string(user));
+  });
+}
+
+PwdfileBackend::Result PwdfileBackend::remove(std::string_view user) {
+  return rewrite([&](std::vector<std::string>& lines) -> Result {
+    for (auto it = lines.begin(); it != lines.end(); ++it)
+      if (user_of(*it) == user) {
+        wipe(it->data(), it->size());
+        lines.erase(it);
+        return {Status::Done, {}};
+      }
+    return fail(Status::NotFound, "no user " + std::string(user));
+  });
+}
+
+PwdfileBackend::Result PwdfileBackend::set_enabled(std::string_view user, bool enabled) {
+  return rewrite([&](std::vector<std::string>& lines) -> Result {
+    for (auto& l : lines)
+      if (user_of(l) == user) {
+        std::string_view hash = hash_of(l);
+        const bool disabled = hash.rfind('!', 0) == 0;
+        if (disabled == !enabled) return {Status::Done, {}};  // already so
+        std::string h = enabled ? std::string(hash.substr(1)) : "!" + std::string(hash);
+        l = with_hash(l, h);
+        return {Status::Done, {}};
+      }
+    return fail(Status::NotFound, "no user " + std::string(user));
+  });
+}
+
+PwdfileBackend::Result PwdfileBackend::import(const std::vector<NewAccount>& entries, bool update,
+                                              std::vector<Result>* results) {
+  // One rewrite for the whole batch: 10,000 users are one file replacement,
+  // not 10,000.
+  std::vector<Result> out;
+  Result r = rewrite([&](std::vector<std::string>& lines) -> Result {
+    std::unordered_map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      std::string_view u = user_of(lines[i]);
+      if (!u.empty()) index.emplace(std::string(u), i);
+    }
+    for (const auto& e : entries) {
+      if (!valid_user(e.user)) {
+        out.push_back(fail(Status::Refused, "a user name cannot contain ':' or a newline"));
+        continue;
+      }
+      if (!valid_stored(e.stored)) {
+        out.push_back(fail(Status::Refused, "the hash cannot contain ':' or a newline"));
+        continue;
+      }
+      auto it = index.find(e.user);
+      if (it == index.end()) {
+        index.emplace(e.user, lines.size());
+        lines.push_back(e.user + ":" + e.stored);
+        out.push_back({Status::Done, "added"});
+      } else if (update) {
+        std::string& l = lines[it->second];
+        const bool disabled = hash_of(l).rfind('!', 0) == 0;
+        l = with_hash(l, (disabled ? "!" : "") + e.stored);
+        out.push_back({Status::Done, "updated"});
+      } else {
+        out.push_back(fail(Status::Exists, "exists"));
+      }
+    }
+    return {Status::Done, {}};
+  });
+  if (r.status != Status::Done) {
+    // Nothing was written: every entry shares the failure.
+    results->assign(entries.size(), r);
+    return r;
+  }
+  *results = std::move(out);
+  return r;
+}
+
+PwdfileBackend::Result PwdfileBackend::list(std::string_view domain, std::vector<Account>* out) {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string_view u = user_of(line);
+    if (u.empty()) continue;
+    if (!domain.empty()) {
+      const auto at = u.rfind('@');
+      if (at == std::string_view::npos || u.substr(at + 1) != domain) continue;
+    }
+    out->push_back(Account{std::string(u), "", hash_of(line).rfind('!', 0) != 0});
+    wipe(line.data(), line.size());
+  }
+  return {Status::Done, {}};
 }
 
 }  // namespace mailauth::backend

@@ -13,20 +13,30 @@
 //
 // Config keys: path (required), default_scheme ("CRYPT", or "PLAIN" for a
 // file of plaintext passwords).
+//
+// Writes (mailauth-user) keep every other line as it was (comments, order,
+// extra fields) and are safe against concurrent writers and the reading
+// daemon: an exclusive flock on PATH.lock, a temporary file in the same
+// directory written and fsync'ed, chmod/chown to the old file's mode and
+// owner, rename over the old file, fsync of the directory.  A reader sees
+// the old file or the new one, never a mix.  Hashes are written bare, as
+// pam_pwdfile reads them; a disabled account has '!' in front of its hash.
 #pragma once
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "backends/backend.h"
 
 namespace mailauth::backend {
 
-class PwdfileBackend final : public Backend {
+class PwdfileBackend final : public Backend, public AccountStore {
  public:
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
 
@@ -38,7 +48,22 @@ class PwdfileBackend final : public Backend {
 
   const std::string& path() const { return path_; }
 
+  AccountStore* accounts() override { return this; }
+  Result add(std::string_view user, std::string_view stored, std::string_view name,
+             bool enabled) override;
+  Result set_password(std::string_view user, std::string_view stored) override;
+  Result remove(std::string_view user) override;
+  Result set_enabled(std::string_view user, bool enabled) override;
+  Result list(std::string_view domain, std::vector<Account>* out) override;
+  Result import(const std::vector<NewAccount>& entries, bool update,
+                std::vector<Result>* results) override;
+  bool wants_scheme_prefix() const override { return false; }
+
  private:
+  // Runs `edit` on the file's lines under the write lock and replaces the
+  // file if it returns Done.
+  Result rewrite(const std::function<Result(std::vector<std::string>& lines)>& edit);
+
   struct Entry {
     Secret stored;
     int line = 0;

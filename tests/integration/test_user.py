@@ -1,0 +1,238 @@
+"""mailauth-user on a pwdfile: every subcommand and exit code, hashes that
+independent tools verify, concurrent writers while mailauthd reads, the
+cache flushed after a change, import."""
+import json
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DaemonTestCase, MAILAUTH_USER, which)
+
+OK_LINE = '0: OK "Success."'
+
+
+class UserToolTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.passwd = self.path("passwd")
+        self.mux = self.path("mux")
+        self.ctl = self.path("control")
+        self.conf = self.write("mailauthd.conf", f"""
+[daemon]
+log = "stderr"
+workers = 2
+control_socket = "{self.ctl}"
+
+[saslauthd]
+socket = "{self.mux}"
+mode = "0666"
+
+[cache]
+ttl = "300s"
+
+[[backend]]
+type = "pwdfile"
+path = "{self.passwd}"
+""")
+
+    def user(self, *args, input=None, conf=True):
+        cmd = [MAILAUTH_USER] + (["--config", self.conf] if conf else []) + list(args)
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=300)
+
+    def login(self, user, password):
+        r = self.mailauth_test("-f", self.mux, "-u", user, "-p", password)
+        return r.returncode
+
+    def lines(self):
+        with open(self.passwd) as f:
+            return [l for l in f.read().splitlines() if l and not l.startswith("#")]
+
+    def test_every_subcommand_and_exit_code(self):
+        r = self.user("add", "alice@example.com", "--password-stdin", input="alice-pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(self.passwd))
+        self.assertEqual(os.stat(self.passwd).st_mode & 0o777, 0o640)
+        self.assertEqual(self.user("add", "alice@example.com", "--password-stdin",
+                                   input="x\n").returncode, 1, "exists already")
+        r = self.user("add", "bob@example.org", "--random", "--scheme", "yescrypt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bob_pw = r.stdout.strip()
+        self.assertGreaterEqual(len(bob_pw), 20)
+        self.assertEqual(self.user("add", "carol@example.com", "--disabled", "--password-stdin",
+                                   input="carol-pw\n").returncode, 0)
+        # list, --domain, --json
+        r = self.user("list")
+        self.assertEqual(r.stdout.splitlines(), ["alice@example.com\tenabled", "bob@example.org\tenabled",
+                                                 "carol@example.com\tdisabled"])
+        r = self.user("list", "--domain", "example.com", "--json")
+        self.assertEqual(json.loads(r.stdout),
+                         [{"user": "alice@example.com", "name": "", "enabled": True},
+                          {"user": "carol@example.com", "name": "", "enabled": False}])
+        # show never prints the hash
+        r = self.user("show", "alice@example.com")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("scheme:  ARGON2ID", r.stdout)
+        self.assertNotIn("$argon2", r.stdout)
+        self.assertEqual(self.user("show", "nobody").returncode, 1)
+        # verify
+        self.assertEqual(self.user("verify", "alice@example.com", "--password-stdin",
+                                   input="alice-pw\n").returncode, 0)
+        self.assertEqual(self.user("verify", "alice@example.com", "--password-stdin",
+                                   input="wrong\n").returncode, 1)
+        self.assertEqual(self.user("verify", "bob@example.org", "--password-stdin",
+                                   input=bob_pw + "\n").returncode, 0)
+        self.assertEqual(self.user("verify", "carol@example.com", "--password-stdin",
+                                   input="carol-pw\n").returncode, 1, "disabled")
+        # enable / disable / passwd / del
+        self.assertEqual(self.user("enable", "carol@example.com").returncode, 0)
+        self.assertEqual(self.user("verify", "carol@example.com", "--password-stdin",
+                                   input="carol-pw\n").returncode, 0)
+        self.assertEqual(self.user("disable", "alice@example.com").returncode, 0)
+        self.assertTrue(any(l.startswith("alice@example.com:!$argon2id$") for l in self.lines()))
+        self.assertEqual(self.user("passwd", "alice@example.com", "--password-stdin",
+                                   "--scheme", "sha512-crypt", input="new-pw\n").returncode, 0)
+        self.assertTrue(any(l.startswith("alice@example.com:!$6$") for l in self.lines()),
+                        "stays disabled with its new password")
+        self.assertEqual(self.user("enable", "alice@example.com").returncode, 0)
+        self.assertEqual(self.user("verify", "alice@example.com", "--password-stdin",
+                                   input="new-pw\n").returncode, 0)
+        self.assertEqual(self.user("passwd", "nobody", "--password-stdin", input="x\n").returncode, 1)
+        self.assertEqual(self.user("del", "bob@example.org").returncode, 0)
+        self.assertEqual(self.user("del", "bob@example.org").returncode, 1)
+        # usage errors: 2
+        for args in (["frobnicate"], ["add"], ["add", "x", "--scheme", "rot13"], ["add", "x", "-p", "pw"],
+                     ["list", "extra"], []):
+            r = self.user(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertEqual(self.user("--help").returncode, 0)
+        self.assertIn("mailauth-user ", self.user("--version").stdout)
+        # a backend that cannot be written
+        pam_conf = self.write("pam.conf", f'[saslauthd]\nsocket = "{self.mux}"\n[[backend]]\ntype = "shadow"\npath = "{self.passwd}"\n')
+        r = subprocess.run([MAILAUTH_USER, "--config", pam_conf, "add", "x", "--random"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("pam and shadow accounts are managed with passwd/useradd", r.stderr)
+        # backend unavailable: 3
+        os.chmod(self.tmp, 0o755)
+        os.rename(self.passwd, self.passwd + ".away")
+        os.makedirs(self.passwd)  # a directory where the file should be
+        r = self.user("list")
+        self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_hashes_verify_with_independent_tools(self):
+        doveadm = which("doveadm")
+        for scheme in ("argon2id", "yescrypt", "bcrypt", "sha512-crypt", "sha256-crypt",
+                       "scram-sha-256"):
+            with self.subTest(scheme=scheme):
+                r = self.user("hash", "--scheme", scheme, "--password-stdin", "--dovecot-prefix",
+                              input="Tr0ub4dor&3\n", conf=False)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                stored = r.stdout.strip()
+                # Dovecot's own verifier.
+                ok = subprocess.run([doveadm, "pw", "-t", stored, "-p", "Tr0ub4dor&3"],
+                                    capture_output=True, text=True)
+                self.assertEqual(ok.returncode, 0, (stored, ok.stdout, ok.stderr))
+                bad = subprocess.run([doveadm, "pw", "-t", stored, "-p", "Tr0ub4dor&4"],
+                                     capture_output=True, text=True)
+                self.assertNotEqual(bad.returncode, 0)
+                bare = self.user("hash", "--scheme", scheme, "--password-stdin",
+                                 input="Tr0ub4dor&3\n", conf=False).stdout.strip()
+                if bare.startswith("$") and not bare.startswith("$argon2"):
+                    # crypt(3) as pam_pwdfile and shadow call it (Python's crypt -> libcrypt).
+                    code = ("import crypt, sys; h = sys.argv[1]; "
+                            "sys.exit(0 if crypt.crypt('Tr0ub4dor&3', h) == h and "
+                            "crypt.crypt('x', h) != h else 1)")
+                    self.assertEqual(subprocess.run(["/usr/bin/python3", "-W", "ignore", "-c", code,
+                                                     bare]).returncode, 0, bare)
+                if bare.startswith("$argon2id$"):
+                    code = ("import argon2, sys; ph = argon2.PasswordHasher(); "
+                            "ph.verify(sys.argv[1], 'Tr0ub4dor&3'); "
+                            "sys.exit(0)")
+                    self.assertEqual(subprocess.run(["/usr/bin/python3", "-c", code, bare]).returncode,
+                                     0, bare)
+
+    def test_passwd_with_the_cache_on_takes_effect_at_the_next_login(self):
+        self.assertEqual(self.user("add", "dave", "--password-stdin", input="old-pw\n").returncode, 0)
+        d = self.daemon(open(self.conf).read(), socket_path=self.mux)
+        self.assertEqual(self.login("dave", "old-pw"), 0)
+        self.assertEqual(self.login("dave", "old-pw"), 0)
+        self.assertIn("cached=yes", d.log())
+        self.assertEqual(self.user("passwd", "dave", "--password-stdin", input="new-pw\n").returncode, 0)
+        self.assertIn("control: flush user=dave", d.log())
+        self.assertEqual(self.login("dave", "old-pw"), 1)
+        self.assertEqual(self.login("dave", "new-pw"), 0)
+        self.assertEqual(self.user("disable", "dave").returncode, 0)
+        self.assertEqual(self.login("dave", "new-pw"), 1)
+        # No daemon running is not an error.
+        d.stop()
+        self.assertEqual(self.user("enable", "dave").returncode, 0)
+
+    def test_concurrent_writers_while_the_daemon_reads(self):
+        # 40 existing users the daemon keeps logging in; 5 processes add 20
+        # users each at the same time.
+        existing = "\n".join(f"old{i}:{{PLAIN}}pw{i}" for i in range(40))
+        self.write("passwd", existing + "\n", mode=0o640)
+        d = self.daemon(open(self.conf).read().replace('[cache]\nttl = "300s"', ""),
+                        socket_path=self.mux)
+        stop = threading.Event()
+        failures = []
+
+        def reader():
+            i = 0
+            while not stop.is_set():
+                rc = self.login(f"old{i % 40}", f"pw{i % 40}")
+                if rc != 0:
+                    failures.append((i, rc))
+                i += 1
+
+        def writer(w):
+            for j in range(20):
+                r = self.user("add", f"new{w}-{j}", "--scheme", "sha256-crypt", "--password-stdin",
+                              input=f"pw-{w}-{j}\n")
+                if r.returncode != 0:
+                    failures.append(("writer", w, j, r.stderr))
+
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        writers = [threading.Thread(target=writer, args=(w,)) for w in range(5)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        for t in readers:
+            t.join()
+        self.assertEqual(failures, [])
+        users = [l.split(":")[0] for l in self.lines()]
+        self.assertEqual(len(users), 140, "no line lost")
+        self.assertEqual(len(set(users)), 140)
+        self.assertEqual(self.login("new3-17", "pw-3-17"), 0)
+        self.assertNotIn("malformed", d.log())
+
+    def test_import(self):
+        self.assertEqual(self.user("add", "exists", "--password-stdin", input="old\n").returncode, 0)
+        hash_line = subprocess.run([which("mkpasswd"), "-m", "sha512crypt", "hashed-pw"],
+                                   capture_output=True, text=True).stdout.strip()
+        rows = [f"user{i}@example.com:secret{i}" for i in range(200)]
+        rows += [f"prehashed:{hash_line}", "exists:new", "broken line without colon",
+                 ":nouser", "# a comment", ""]
+        src = self.write("import.txt", "\n".join(rows) + "\n")
+        r = self.user("import", src, "--scheme", "sha256-crypt")
+        self.assertEqual(r.returncode, 1, r.stderr)  # bad lines -> 1, the rest is in
+        self.assertIn("import.txt:203: expected user:password", r.stderr)
+        self.assertIn("import.txt:204: expected user:password", r.stderr)
+        self.assertIn("201 added, 0 updated, 1 skipped", r.stderr)
+        self.assertEqual(self.user("verify", "user199@example.com", "--password-stdin",
+                                   input="secret199\n").returncode, 0)
+        self.assertEqual(self.user("verify", "prehashed", "--password-stdin",
+                                   input="hashed-pw\n").returncode, 0, "a hash is stored as it is")
+        self.assertEqual(self.user("verify", "exists", "--password-stdin", input="old\n").returncode, 0)
+        r = self.user("import", src, "--scheme", "sha256-crypt", "--update")
+        self.assertIn("0 added, 202 updated", r.stderr)
+        self.assertEqual(self.user("verify", "exists", "--password-stdin", input="new\n").returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
