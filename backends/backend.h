@@ -92,6 +92,13 @@ class AccountStore {
   virtual Result add(std::string_view user, std::string_view stored, std::string_view name,
                      bool enabled) = 0;
   virtual Result set_password(std::string_view user, std::string_view stored) = 0;
+  // Compare-and-swap, for rehash-on-login: replace the credential only if it
+  // is still `expected` (as lookup() returned it).  NotFound if it changed.
+  virtual Result replace_password(std::string_view user, std::string_view expected,
+                                  std::string_view stored) {
+    (void)user, (void)expected, (void)stored;
+    return {Status::NotConfigured, "this store cannot replace a credential conditionally"};
+  }
   virtual Result remove(std::string_view user) = 0;
   virtual Result set_enabled(std::string_view user, bool enabled) = 0;
   // All accounts, or those whose domain (after '@') is `domain`.
@@ -140,9 +147,15 @@ class Backend {
   // Writable backends return their account operations; others nullptr.
   virtual AccountStore* accounts() { return nullptr; }
 
+  // Rehash-on-login: the scheme a successful login's credential is upgraded
+  // to (key `rehash` of writable backends), or empty for none.
+  const std::string& rehash_scheme() const { return rehash_scheme_; }
+  void set_rehash_scheme(std::string scheme) { rehash_scheme_ = std::move(scheme); }
+
  private:
   std::string type_;
   std::string name_;
+  std::string rehash_scheme_;
 };
 
 // Create a backend from its [[backend]] table.  Throws config::ConfigError

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "src/password/schemes.h"
 #include "src/util/fd.h"
 #include "src/util/log.h"
 
@@ -33,7 +34,14 @@ std::unique_ptr<Backend> PwdfileBackend::create(const config::BackendSpec& spec)
   for (char& c : scheme) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (scheme != "CRYPT" && scheme != "PLAIN")
     s.fail("default_scheme", "must be \"CRYPT\" or \"PLAIN\"");
+  std::string rehash = s.get_string("rehash", "");
+  if (!rehash.empty()) {
+    if (rehash != "argon2id" && rehash != "yescrypt" && rehash != "bcrypt" &&
+        rehash != "sha512-crypt" && rehash != "sha256-crypt")
+      s.fail("rehash", "must be argon2id, yescrypt, bcrypt, sha512-crypt or sha256-crypt");
+  }
   auto b = std::make_unique<PwdfileBackend>(spec.name, path, scheme);
+  b->set_rehash_scheme(rehash);
   if (std::string problem = b->check(); !problem.empty()) s.fail("path", problem);
   return b;
 }
@@ -289,6 +297,25 @@ PwdfileBackend::Result PwdfileBackend::set_password(std::string_view user, std::
       if (user_of(l) == user) {
         // A disabled account stays disabled with its new password.
         const bool disabled = hash_of(l).rfind('!', 0) == 0;
+        l = with_hash(l, (disabled ? "!" : "") + std::string(stored));
+        return {Status::Done, {}};
+      }
+    return fail(Status::NotFound, "no user " + std::string(user));
+  });
+}
+
+PwdfileBackend::Result PwdfileBackend::replace_password(std::string_view user,
+                                                        std::string_view expected,
+                                                        std::string_view stored) {
+  if (!valid_stored(stored)) return fail(Status::Refused, "the hash cannot contain ':' or a newline");
+  return rewrite([&](std::vector<std::string>& lines) -> Result {
+    for (auto& l : lines)
+      if (user_of(l) == user) {
+        std::string_view hash = hash_of(l);
+        const bool disabled = hash.rfind('!', 0) == 0;
+        if (disabled) hash.remove_prefix(1);
+        if (!constant_time_equal(hash, expected))
+          return fail(Status::NotFound, "the credential changed meanwhile");
         l = with_hash(l, (disabled ? "!" : "") + std::string(stored));
         return {Status::Done, {}};
       }

@@ -12,7 +12,8 @@
 // be read, lookups are a temporary failure (never a stale accept).
 //
 // Config keys: path (required), default_scheme ("CRYPT", or "PLAIN" for a
-// file of plaintext passwords).
+// file of plaintext passwords), rehash (a mailauth-user scheme: upgrade a
+// user's hash to it at their next successful login).
 //
 // Writes (mailauth-user) keep every other line as it was (comments, order,
 // extra fields) and are safe against concurrent writers and the reading
@@ -52,6 +53,8 @@ class PwdfileBackend final : public Backend, public AccountStore {
   Result add(std::string_view user, std::string_view stored, std::string_view name,
              bool enabled) override;
   Result set_password(std::string_view user, std::string_view stored) override;
+  Result replace_password(std::string_view user, std::string_view expected,
+                          std::string_view stored) override;
   Result remove(std::string_view user) override;
   Result set_enabled(std::string_view user, bool enabled) override;
   Result list(std::string_view domain, std::vector<Account>* out) override;

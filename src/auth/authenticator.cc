@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <map>
 
 #include "src/daemon/metrics.h"
 #include "src/password/schemes.h"
@@ -135,7 +136,11 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       }
       remember_decoy(cred);
       if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
-      if (verdict == password::Verdict::Match) return {Outcome::Ok, b->name(), ""};
+      if (verdict == password::Verdict::Match) {
+        AuthResult ok{Outcome::Ok, b->name(), ""};
+        rehash(*b, request, cred, &ok);
+        return ok;
+      }
       return {Outcome::Fail, b->name(), "wrong password"};
     }
     if (has_lookup_) decoy_verify(request.password.view());
@@ -143,6 +148,51 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
   } catch (const std::exception& e) {
     return {Outcome::TempFail, "-", std::string("internal error: ") + e.what()};
   }
+}
+
+// Rehash-on-login: the password is known to be right, so the stored hash
+// can be upgraded to the backend's `rehash` scheme.  Compare-and-swap: only
+// if the stored value is still the one just verified.
+void BackendChain::rehash(backend::Backend& b, const AuthRequest& request,
+                          const backend::Credential& cred, AuthResult* result) const {
+  const std::string& target = b.rehash_scheme();
+  backend::AccountStore* store = b.accounts();
+  if (target.empty() || store == nullptr || cred.default_scheme != "CRYPT") return;
+  // What a fresh hash of the target scheme starts with, up to its salt
+  // ("$argon2id$v=19$m=19456,t=2,p=1", "$y$j9T", "$2b$10", "$6"): made once.
+  static std::mutex prefix_mutex;
+  static std::map<std::string, std::string> prefixes;
+  auto params_of = [](std::string_view h) {
+    std::size_t pos = 0;
+    int dollars = 0;
+    const int keep = h.rfind("$argon2", 0) == 0 ? 4 : 3;
+    for (; pos < h.size(); ++pos)
+      if (h[pos] == '$' && ++dollars == keep) break;
+    return std::string(h.substr(0, pos));
+  };
+  std::string want_prefix;
+  {
+    std::lock_guard lock(prefix_mutex);
+    auto it = prefixes.find(target);
+    if (it == prefixes.end()) it = prefixes.emplace(target, params_of(password::hash(target, "x"))).first;
+    want_prefix = it->second;
+  }
+  const std::string stored(cred.stored.view());
+  // Compare without a {SCHEME} prefix, which a shared store may add.
+  std::string_view bare = stored;
+  if (!bare.empty() && bare.front() == '{' && bare.find('}') != std::string_view::npos)
+    bare.remove_prefix(bare.find('}') + 1);
+  if (want_prefix.rfind('{', 0) == 0 || params_of(bare) == want_prefix) return;
+  const std::string have = password::scheme_of(stored);
+  std::string fresh = password::hash(target, request.password.view());
+  if (store->wants_scheme_prefix()) fresh = password::with_dovecot_prefix(fresh);
+  auto r = store->replace_password(request.user, stored, fresh);
+  wipe(fresh.data(), fresh.size());
+  if (r.status == backend::AccountStore::Status::Done)
+    result->reason = "rehashed " + have + " to " + target;
+  else
+    log::warning("rehash of " + log::sanitize(request.user) + " in " + b.name() + " skipped: " +
+                 r.message);
 }
 
 BackendChain::CredentialLookup BackendChain::lookup_credential(const AuthRequest& request) const {

@@ -61,6 +61,8 @@ class BackendChain {
 
  private:
   void decoy_verify(std::string_view password) const;
+  void rehash(backend::Backend& b, const AuthRequest& request, const backend::Credential& cred,
+              AuthResult* result) const;
   void remember_decoy(const backend::Credential& c) const;
   void warn_unusable(const std::string& backend, const std::string& user,
                      const std::string& scheme) const;

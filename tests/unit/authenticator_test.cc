@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "backends/pwdfile/pwdfile_backend.h"
 #include "src/password/schemes.h"
 #include "tests/unit/test_util.h"
@@ -97,6 +100,60 @@ TEST(Authenticator, RunsOnTheWorkerPoolAndAnswersOnTheLoop) {
   EXPECT_EQ(std::count(got.begin(), got.end(), Outcome::Ok), 1);
   EXPECT_EQ(std::count(got.begin(), got.end(), Outcome::Fail), 1);
   EXPECT_EQ(auth.in_flight(), 0u);
+}
+
+}  // namespace
+}  // namespace mailauth::auth
+
+namespace mailauth::auth {
+namespace {
+
+TEST(Rehash, ALegacyHashIsUpgradedAtTheNextSuccessfulLogin) {
+  TempDir dir;
+  const std::string legacy = password::hash("sha256-crypt", "pw");
+  write_file(dir.file("a"), "# users\nalice:" + legacy + ":extra\nbob:!" +
+                                password::hash("sha256-crypt", "bpw") + "\n");
+  auto b = std::make_unique<backend::PwdfileBackend>("file", dir.file("a"), "CRYPT");
+  b->set_rehash_scheme("yescrypt");
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  v.push_back(std::move(b));
+  BackendChain chain(std::move(v));
+
+  // A wrong password changes nothing.
+  EXPECT_EQ(chain.check_password(request("alice", "nope")).outcome, Outcome::Fail);
+  std::ifstream before(dir.file("a"));
+  std::string text((std::istreambuf_iterator<char>(before)), {});
+  EXPECT_NE(text.find(legacy), std::string::npos);
+
+  AuthResult r = chain.check_password(request("alice", "pw"));
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_EQ(r.reason, "rehashed SHA256-CRYPT to yescrypt");
+  std::ifstream after(dir.file("a"));
+  text.assign((std::istreambuf_iterator<char>(after)), {});
+  EXPECT_EQ(text.find(legacy), std::string::npos);
+  EXPECT_NE(text.find("alice:$y$"), std::string::npos);
+  EXPECT_NE(text.find(":extra\n"), std::string::npos) << "other fields are kept";
+  EXPECT_NE(text.find("# users\n"), std::string::npos);
+  // Now current: no second rewrite, and the new hash works.
+  r = chain.check_password(request("alice", "pw"));
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_EQ(r.reason, "");
+  // A disabled account is never rehashed (its login fails).
+  EXPECT_EQ(chain.check_password(request("bob", "bpw")).outcome, Outcome::Fail);
+}
+
+TEST(Rehash, CompareAndSwapLeavesAChangedCredentialAlone) {
+  TempDir dir;
+  write_file(dir.file("a"), "alice:" + password::hash("sha256-crypt", "old") + "\n");
+  backend::PwdfileBackend b("file", dir.file("a"), "CRYPT");
+  const std::string seen(b.lookup({"alice", "", "smtp", ""}).credential.stored.view());
+  // Meanwhile the admin sets a new password.
+  ASSERT_EQ(b.set_password("alice", password::hash("sha256-crypt", "new")).status,
+            backend::AccountStore::Status::Done);
+  auto r = b.replace_password("alice", seen, password::hash("yescrypt", "old"));
+  EXPECT_EQ(r.status, backend::AccountStore::Status::NotFound);
+  EXPECT_EQ(password::verify(b.lookup({"alice", "", "smtp", ""}).credential.stored.view(), "new"),
+            password::Verdict::Match);
 }
 
 }  // namespace
