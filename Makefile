@@ -4,7 +4,9 @@
 #   make run        install build dependencies, build, run mailauthd in the
 #                   foreground on the demo set-up in ./run/ (pwdfile, demo user)
 #   make check      install build and test dependencies, build with
-#                   -Werror, run every test; then the same under ASan/UBSan
+#                   -Werror, run every test; a short libFuzzer run of every
+#                   parser; then every test again under ASan/UBSan
+#   make fuzz       the libFuzzer targets, FUZZ_SECONDS each (default 20)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
 #   make clean
@@ -13,10 +15,12 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build deps test-deps run check check-fast check-asan install clean
+.PHONY: all build deps test-deps run check check-fast check-asan fuzz install clean
 
 all: build
 
@@ -40,6 +44,7 @@ run: deps
 # last lines are ctest's summary of the sanitizer run.
 check: test-deps
 	$(MAKE) check-fast
+	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) check-asan
 
 check-fast: build
@@ -51,6 +56,24 @@ check-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+
+# Each parser's fuzzer runs from the seeds in tests/data/fuzz/NAME, on a
+# scratch copy of the corpus (the repository is never written).
+fuzz:
+	CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMAILAUTH_FUZZ=ON -DMAILAUTH_TESTS=OFF $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_mux fuzz_dovecot fuzz_schemes
+	@for t in mux dovecot schemes; do \
+	  rm -rf $(FUZZ_BUILD)/corpus/$$t && mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
+	  cp tests/data/fuzz/$$t/* $(FUZZ_BUILD)/corpus/$$t/ && \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
+	  $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $(FUZZ_BUILD)/corpus/$$t 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)' ; \
+	  if ls $(FUZZ_BUILD)/crash-$$t-* >/dev/null 2>&1; then \
+	    echo "fuzz_$$t found a crash, timeout or leak:"; ls $(FUZZ_BUILD)/crash-$$t-*; exit 1; fi; \
+	done
 
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
@@ -70,4 +93,4 @@ install: build
 	fi
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
