@@ -36,6 +36,14 @@ class SaslauthdCompatTest(DaemonTestCase):
         self.started = []
 
     def tearDown(self):
+        # A detached daemon whose pid never reached self.started still left
+        # its pid file behind.
+        pidfile = os.path.join(self.rundir, "saslauthd.pid")
+        try:
+            with open(pidfile) as f:
+                self.started.append(int(f.read()))
+        except (OSError, ValueError):
+            pass
         for pid in self.started:
             try:
                 os.kill(pid, signal.SIGTERM)
