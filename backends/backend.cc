@@ -1,6 +1,7 @@
 #include "backends/backend.h"
 
 #include "backends/pam/pam_backend.h"
+#include "backends/mysql/mysql_backend.h"
 #include "backends/pwdfile/pwdfile_backend.h"
 #include "backends/shadow/shadow_backend.h"
 
@@ -17,6 +18,7 @@ struct Registration {
 // One line per backend type.
 const Registration kBackends[] = {
     {"pwdfile", &PwdfileBackend::create},
+    {"mysql", &MysqlBackend::create},
     {"pam", &PamBackend::create},
     {"shadow", &ShadowBackend::create},
 };

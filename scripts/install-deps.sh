@@ -18,7 +18,7 @@ BUILD_PKGS="build-essential cmake pkg-config g++ make
 TEST_PKGS="python3 sasl2-bin whois argon2 python3-argon2 dovecot-core
   mariadb-server mariadb-client libpam-pwdfile libpam-modules
   postfix swaks gsasl openssl fail2ban systemd
-  clang-14 libclang-rt-14-dev"
+  clang-14 libclang-rt-14-dev libpam-mysql"
 
 pkgs="$BUILD_PKGS"
 [ "${1:-}" = "--build" ] || pkgs="$pkgs $TEST_PKGS"

@@ -1,0 +1,661 @@
+#include "backends/mysql/mysql_backend.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+#include "src/util/log.h"
+
+namespace mailauth::backend {
+
+using mysql::Clock;
+using mysql::Template;
+using mysql::Values;
+
+namespace {
+
+// A lookup that failed on a broken connection is retried once on a fresh one,
+// but only if the failure came quickly ("gone away" after idling, a killed
+// connection).  A failure that took this long was a timeout: retrying it would
+// take the answer past Postfix's 10 s.
+constexpr auto kRetryWindow = std::chrono::seconds(1);
+
+// The escapes each statement may use (query_template.h).
+constexpr const char* kAllowed[MysqlBackend::kOpCount] = {"undrs", "undhNe", "undh",
+                                                          "und",   "unde",   "d"};
+
+// --- presets ---------------------------------------------------------------------
+
+struct Preset {
+  const char* name;
+  // One entry per Op; statements of one op are separated by "\n;\n".
+  const char* statements[MysqlBackend::kOpCount];
+};
+
+// The flurdy-style guides' users table (schema-users.sql).
+constexpr Preset kUsersPreset = {
+    "users",
+    {
+        "SELECT crypt, enabled FROM users WHERE id = '%u'",
+        "INSERT INTO users (id, name, crypt, enabled, maildir) VALUES ('%u', '%N', '%h', %e, "
+        "CONCAT(IF('%d' = '', '', CONCAT('%d', '/')), '%n', '/'))",
+        // The guides' plaintext copy would keep the old password working.
+        "UPDATE users SET crypt = '%h', clear = '' WHERE id = '%u'",
+        "DELETE FROM users WHERE id = '%u'",
+        "UPDATE users SET enabled = %e WHERE id = '%u'",
+        "SELECT id, name, enabled FROM users WHERE '%d' = '' OR SUBSTRING_INDEX(id, '@', -1) = "
+        "'%d' ORDER BY id",
+    }};
+
+// PostfixAdmin 3.x (schema-postfixadmin.sql).  Like PostfixAdmin itself, a
+// new mailbox gets its address → address alias, and loses it when deleted
+// (an alias that forwards elsewhere is left alone).
+constexpr Preset kPostfixadminPreset = {
+    "postfixadmin",
+    {
+        "SELECT password, active AS enabled FROM mailbox WHERE username = '%u'",
+        "INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, "
+        "created, modified, active) VALUES ('%u', '%h', '%N', '%d/%n/', 0, '%n', '%d', NOW(), "
+        "NOW(), %e)"
+        "\n;\n"
+        "INSERT INTO alias (address, goto, domain, created, modified, active) VALUES ('%u', '%u', "
+        "'%d', NOW(), NOW(), %e) ON DUPLICATE KEY UPDATE modified = modified",
+        "UPDATE mailbox SET password = '%h', modified = NOW() WHERE username = '%u'",
+        "DELETE FROM mailbox WHERE username = '%u'"
+        "\n;\n"
+        "DELETE FROM alias WHERE address = '%u' AND goto = '%u'",
+        "UPDATE mailbox SET active = %e, modified = NOW() WHERE username = '%u'"
+        "\n;\n"
+        "UPDATE alias SET active = %e, modified = NOW() WHERE address = '%u' AND goto = '%u'",
+        "SELECT username, name, active FROM mailbox WHERE '%d' = '' OR domain = '%d' ORDER BY "
+        "username",
+    }};
+
+std::vector<std::string> split_statements(std::string_view text) {
+  std::vector<std::string> out;
+  while (true) {
+    const auto sep = text.find("\n;\n");
+    out.emplace_back(text.substr(0, sep));
+    if (sep == std::string_view::npos) return out;
+    text.remove_prefix(sep + 3);
+  }
+}
+
+std::string trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+mysql::Endpoint parse_host(const config::Section& s, const std::string& text) {
+  mysql::Endpoint ep;
+  std::string port;
+  const std::string where = "\"" + text + "\": ";
+  if (text.empty()) s.fail("hosts", "an entry is empty");
+  if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos) s.fail("hosts", where + "missing ']'");
+    ep.host = text.substr(1, close - 1);
+    const std::string rest = text.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':')
+      s.fail("hosts", where + "expected \":PORT\" after ']'");
+    if (!rest.empty()) port = rest.substr(1);
+    if (!rest.empty() && port.empty()) s.fail("hosts", where + "the port is empty");
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    const auto colon = text.find(':');
+    ep.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (port.empty()) s.fail("hosts", where + "the port is empty");
+  } else {
+    ep.host = text;  // a name, an IPv4 address or a bare IPv6 address
+  }
+  if (ep.host.empty()) s.fail("hosts", where + "the host name is empty");
+  if (ep.host.find_first_of(" \t/") != std::string::npos)
+    s.fail("hosts", where + "not a host name (for a UNIX socket, use socket = \"PATH\")");
+  if (!port.empty()) {
+    long long p = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9' || p > 65535) s.fail("hosts", where + "the port must be 1 to 65535");
+      p = p * 10 + (c - '0');
+    }
+    if (p < 1 || p > 65535) s.fail("hosts", where + "the port must be 1 to 65535");
+    ep.port = static_cast<unsigned>(p);
+  }
+  return ep;
+}
+
+unsigned whole_seconds(const config::Section& s, const char* key, std::chrono::seconds def) {
+  const auto ms = s.get_duration(key, def);
+  if (ms.count() % 1000 != 0 || ms < std::chrono::seconds(1) || ms > std::chrono::seconds(9))
+    s.fail(key,
+           "must be whole seconds from 1s to 9s (the MariaDB client counts in seconds, and "
+           "Postfix gives up on an answer after 10s)");
+  return static_cast<unsigned>(ms.count() / 1000);
+}
+
+// An `enabled` column's value: fail closed.
+bool flag_enabled(const mysql::Cell& cell) {
+  if (!cell) return false;
+  if (cell->view() == std::string_view("\x01", 1)) return true;  // a BIT(1) column
+  std::string v = trim(cell->view());
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (v == "y" || v == "yes" || v == "true" || v == "t" || v == "on") return true;
+  if (v.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  return errno == 0 && end && *end == '\0' && d != 0.0;
+}
+
+int enabled_column(const std::vector<std::string>& columns) {
+  for (std::size_t k = 1; k < columns.size(); ++k) {
+    std::string c = columns[k];
+    for (char& ch : c) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (c == "enabled") return static_cast<int>(k);
+  }
+  return -1;
+}
+
+// Server errors that mean "these values are not acceptable", as opposed to
+// the database being unusable.
+bool refused_values(unsigned code) {
+  switch (code) {
+    case 1048:  // ER_BAD_NULL_ERROR
+    case 1264:  // ER_WARN_DATA_OUT_OF_RANGE
+    case 1364:  // ER_NO_DEFAULT_FOR_FIELD
+    case 1366:  // ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+    case 1406:  // ER_DATA_TOO_LONG
+      return true;
+    default: return false;
+  }
+}
+
+constexpr unsigned kDuplicateEntry = 1062;  // ER_DUP_ENTRY
+
+bool is_access_denied(unsigned code) {
+  return code == 1044      // ER_DBACCESS_DENIED_ERROR
+         || code == 1142   // ER_TABLEACCESS_DENIED_ERROR
+         || code == 1143;  // ER_COLUMNACCESS_DENIED_ERROR
+}
+
+// The schema files, byte for byte (a unit test compares them).
+// BEGIN GENERATED SCHEMAS
+constexpr std::string_view kSchemaUsers =
+    R"sql(-- mailauthd mysql backend, schema = "users": the users table of the popular
+-- "Postfix + MySQL virtual users" guides (flurdy's and those derived from it,
+-- which pam_mysql and saslauthd were set up against).  Logins are the id
+-- column (user@domain); crypt holds the hash.  The guides fill it with
+--   ENCRYPT('password', CONCAT('$5$', MD5(RAND())))
+-- (a $5$ sha256-crypt string); mailauth-user writes any scheme mailauthd
+-- verifies.  clear is the guides' plaintext copy: a query such as
+--   SELECT CONCAT('{PLAIN}', clear), enabled FROM users WHERE id = '%u'
+-- serves CRAM-MD5 and SCRAM from it.  The preset's password change empties
+-- clear so an old plaintext password cannot keep working.
+--
+-- Differences from the guides: crypt is varchar(255) (Argon2 and yescrypt
+-- strings are longer than 128), clear has no 'ChangeMe' default, and the
+-- table is utf8mb4.  Existing tables from the guides work unchanged.
+CREATE TABLE IF NOT EXISTS users (
+  id varchar(128) NOT NULL,
+  name varchar(128) NOT NULL DEFAULT '',
+  uid smallint(5) unsigned NOT NULL DEFAULT 5000,
+  gid smallint(5) unsigned NOT NULL DEFAULT 5000,
+  home varchar(255) NOT NULL DEFAULT '/var/spool/mail/virtual',
+  maildir varchar(255) NOT NULL DEFAULT '',
+  enabled tinyint(1) unsigned NOT NULL DEFAULT 1,
+  change_password tinyint(1) unsigned NOT NULL DEFAULT 1,
+  clear varchar(128) NOT NULL DEFAULT '',
+  crypt varchar(255) NOT NULL DEFAULT '',
+  quota varchar(255) NOT NULL DEFAULT '',
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+)sql";
+constexpr std::string_view kSchemaPostfixadmin =
+    R"sql(-- mailauthd mysql backend, schema = "postfixadmin": the tables of PostfixAdmin
+-- 3.x (MySQL/MariaDB) that the preset reads and writes: mailbox (logins and
+-- hashes), alias (the address → goto row PostfixAdmin keeps for every
+-- mailbox) and domain.  Column types as PostfixAdmin's upgrade.php creates
+-- them; columns the preset never touches are kept so that PostfixAdmin itself
+-- can run on these tables.  On an existing PostfixAdmin database, do not run
+-- this file: the preset uses the tables PostfixAdmin made.
+--
+-- Passwords are Dovecot-style strings, as PostfixAdmin writes them with
+-- $CONF['encrypt'] = 'dovecot:…': {SHA512-CRYPT}$6$…, {ARGON2ID}$argon2id$…,
+-- {BLF-CRYPT}$2y$…; older installs have bare $1$ md5-crypt strings.  Any of
+-- them verifies.  A mailbox with active = 0 cannot log in.
+CREATE TABLE IF NOT EXISTS domain (
+  domain varchar(255) NOT NULL,
+  description varchar(255) NOT NULL DEFAULT '',
+  aliases int(10) NOT NULL DEFAULT 0,
+  mailboxes int(10) NOT NULL DEFAULT 0,
+  maxquota bigint(20) NOT NULL DEFAULT 0,
+  quota bigint(20) NOT NULL DEFAULT 0,
+  transport varchar(255) NOT NULL DEFAULT '',
+  backupmx tinyint(1) NOT NULL DEFAULT 0,
+  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  active tinyint(1) NOT NULL DEFAULT 1,
+  password_expiry int(11) NOT NULL DEFAULT 0,
+  PRIMARY KEY (domain)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Domains';
+
+CREATE TABLE IF NOT EXISTS mailbox (
+  username varchar(255) NOT NULL,
+  password varchar(255) NOT NULL,
+  name varchar(255) NOT NULL DEFAULT '',
+  maildir varchar(255) NOT NULL,
+  quota bigint(20) NOT NULL DEFAULT 0,
+  local_part varchar(255) NOT NULL,
+  domain varchar(255) NOT NULL,
+  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  active tinyint(1) NOT NULL DEFAULT 1,
+  phone varchar(30) NOT NULL DEFAULT '',
+  email_other varchar(255) NOT NULL DEFAULT '',
+  token varchar(255) NOT NULL DEFAULT '',
+  token_validity datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  password_expiry datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  smtp_active tinyint(1) NOT NULL DEFAULT 1,
+  PRIMARY KEY (username),
+  KEY domain (domain)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Mailboxes';
+
+CREATE TABLE IF NOT EXISTS alias (
+  address varchar(255) NOT NULL,
+  goto text NOT NULL,
+  domain varchar(255) NOT NULL,
+  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
+  active tinyint(1) NOT NULL DEFAULT 1,
+  PRIMARY KEY (address),
+  KEY domain (domain)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Aliases';
+)sql";
+// END GENERATED SCHEMAS
+
+}  // namespace
+
+const char* MysqlBackend::key_of(Op op) {
+  static constexpr const char* kKeys[kOpCount] = {"query",        "insert_query", "password_query",
+                                                  "delete_query", "enable_query", "list_query"};
+  return kKeys[op];
+}
+
+std::string_view MysqlBackend::schema_sql(std::string_view preset) {
+  if (preset == "users") return kSchemaUsers;
+  if (preset == "postfixadmin") return kSchemaPostfixadmin;
+  return {};
+}
+
+std::unique_ptr<Backend> MysqlBackend::create(const config::BackendSpec& spec) {
+  const auto& s = spec.section;
+  Settings st;
+
+  // Where the server is.
+  const std::vector<std::string> hosts = s.get_string_list("hosts", {});
+  const std::string socket = s.get_string("socket", "");  // "" as in interface.md's example: unset
+  if (!hosts.empty() && !socket.empty()) s.fail("socket", "set either hosts or socket, not both");
+  if (hosts.empty() && socket.empty())
+    s.fail("hosts",
+           "is required (a list of \"host:port\"), or socket = \"/run/mysqld/mysqld.sock\"");
+  for (const auto& h : hosts) st.connect.endpoints.push_back(parse_host(s, h));
+  if (!socket.empty()) {
+    if (socket.front() != '/') s.fail("socket", "must be an absolute path");
+    mysql::Endpoint ep;
+    ep.socket = socket;
+    st.connect.endpoints.push_back(ep);
+  }
+
+  // Who we are.
+  st.connect.user = s.require_string("user");
+  st.connect.database = s.require_string("database");
+  const auto password = s.opt_string("password");
+  const auto password_file = s.opt_string("password_file");
+  if (password && password_file)
+    s.fail("password_file", "set either password or password_file, not both");
+  if (password) st.connect.password = Secret(*password);
+  if (password_file) {
+    if (password_file->empty()) s.fail("password_file", "must not be empty");
+    std::ifstream in(*password_file, std::ios::binary);
+    if (!in) s.fail("password_file", "cannot read " + *password_file + ": " + std::strerror(errno));
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad())
+      s.fail("password_file", "cannot read " + *password_file + ": " + std::strerror(errno));
+    std::string pw = trim(text);
+    wipe(text.data(), text.size());
+    if (pw.empty())
+      s.fail("password_file",
+             *password_file + " is empty (omit password_file for a user without a password)");
+    st.connect.password = Secret(pw);
+    wipe(pw.data(), pw.size());
+  }
+
+  // How long we wait.
+  st.connect.connect_timeout_s = whole_seconds(s, "connect_timeout", std::chrono::seconds(3));
+  st.connect.read_timeout_s = whole_seconds(s, "read_timeout", std::chrono::seconds(5));
+  st.connect.write_timeout_s = whole_seconds(s, "write_timeout", std::chrono::seconds(5));
+  st.pool_size = static_cast<std::size_t>(s.get_int("pool_size", 4, 1, 64));
+
+  // TLS.
+  st.connect.tls = s.get_bool("tls", false);
+  st.connect.tls_ca = s.get_string("tls_ca", "");
+  st.connect.tls_cert = s.get_string("tls_cert", "");
+  st.connect.tls_key = s.get_string("tls_key", "");
+  for (const char* key : {"tls_ca", "tls_cert", "tls_key"})
+    if (!st.connect.tls && !s.get_string(key, "").empty()) s.fail(key, "needs tls = true");
+  if (st.connect.tls_cert.empty() != st.connect.tls_key.empty())
+    s.fail(st.connect.tls_cert.empty() ? "tls_key" : "tls_cert",
+           "tls_cert and tls_key go together (the client certificate and its key)");
+
+  std::string scheme = s.get_string("default_scheme", "CRYPT");
+  for (char& c : scheme) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (scheme != "CRYPT" && scheme != "PLAIN")
+    s.fail("default_scheme", "must be \"CRYPT\" or \"PLAIN\"");
+  st.default_scheme = scheme;
+
+  // The statements: the preset's, each overridable.
+  const Preset* preset = nullptr;
+  if (auto name = s.opt_string("schema")) {
+    if (*name == "users")
+      preset = &kUsersPreset;
+    else if (*name == "postfixadmin")
+      preset = &kPostfixadminPreset;
+    else
+      s.fail("schema", "must be \"users\" or \"postfixadmin\"");
+    st.preset = *name;
+  }
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    const char* key = key_of(op);
+    std::vector<std::string> texts;
+    if (s.has(key)) {
+      texts = op == kLookup ? std::vector<std::string>{s.get_string(key, "")}
+                            : s.get_string_list(key, {});
+      if (texts.empty()) s.fail(key, "must not be empty");
+      for (const auto& t : texts)
+        if (trim(t).empty()) s.fail(key, "must not be empty");
+    } else if (preset) {
+      texts = split_statements(preset->statements[op]);
+    } else if (op == kLookup) {
+      s.fail("query", "is required (or schema = \"users\" or \"postfixadmin\" for a preset)");
+    }
+    for (std::size_t k = 0; k < texts.size(); ++k) {
+      Template t;
+      try {
+        t = mysql::translate(texts[k], kAllowed[op]);
+      } catch (const mysql::TemplateError& e) {
+        s.fail(key, texts.size() > 1 ? "statement " + std::to_string(k + 1) + " " + e.what()
+                                     : std::string(e.what()));
+      }
+      // Statements that act on one user must say which user.
+      if (k == 0 && op != kList && !t.uses('u') && !t.uses('n'))
+        s.fail(key,
+               "must use %u (or %n) to select the user; without it every login would "
+               "match the same row");
+      if (k == 0 && (op == kInsert || op == kPassword) && !t.uses('h'))
+        s.fail(key, "must use %h, the new stored credential");
+      if (k == 0 && op == kEnable && !t.uses('e')) s.fail(key, "must use %e (1 or 0)");
+      st.statements[op].push_back(std::move(t));
+    }
+  }
+  return std::make_unique<MysqlBackend>(spec.name, std::move(st));
+}
+
+MysqlBackend::MysqlBackend(std::string name, Settings settings)
+    : Backend("mysql", std::move(name)),
+      settings_(std::move(settings)),
+      pool_("mysql " + this->name(), settings_.connect, settings_.pool_size) {
+  std::size_t next = 0;
+  for (int op = 0; op < kOpCount; ++op) {
+    first_[op] = next;
+    next += settings_.statements[op].size();
+  }
+}
+
+MysqlBackend::~MysqlBackend() = default;
+
+void MysqlBackend::note_failure(const std::string& reason) {
+  std::lock_guard lock(state_mutex_);
+  if (failing_.load()) return;
+  failing_ = true;
+  log::error("mysql " + name() + ": database unavailable: " + log::sanitize(reason, 1024) +
+             "; logins get a temporary failure until it is back");
+}
+
+void MysqlBackend::note_success() {
+  if (!failing_.load(std::memory_order_relaxed)) return;
+  std::lock_guard lock(state_mutex_);
+  if (!failing_.load()) return;
+  failing_ = false;
+  log::info("mysql " + name() + ": database reachable again");
+}
+
+LookupResult MysqlBackend::lookup(const Query& query) {
+  // The connection speaks utf8mb4; a name that is not UTF-8 cannot be
+  // anyone's and must not turn into a server error.
+  if (!mysql::valid_utf8(query.user) || !mysql::valid_utf8(query.realm) ||
+      !mysql::valid_utf8(query.service))
+    return {backend::Status::Unknown, {}, "user, realm or service is not valid UTF-8"};
+  Values values = Values::for_user(query.user);
+  values.realm = query.realm;
+  values.service = query.service;
+
+  const Template& t = settings_.statements[kLookup].front();
+  const auto start = Clock::now();
+  std::string reason;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string error;
+    auto lease = pool_.acquire(&error, /*fresh=*/attempt > 0);
+    if (!lease) {
+      reason = error;
+      break;
+    }
+    mysql::Result r;
+    mysql::SqlError e;
+    if (lease->execute(index_of(kLookup, 0), t, values, 1, &r, &e)) {
+      lease.release();
+      note_success();
+      if (r.rows.empty()) return {backend::Status::Unknown, {}, {}};
+      LookupResult out;
+      out.status = backend::Status::Found;
+      out.credential.default_scheme = settings_.default_scheme;
+      mysql::Row& row = r.rows.front();
+      if (row.empty() || !row[0] || row[0]->empty()) {
+        // The user is ours but has nothing to check a password against: a
+        // known user who cannot log in (not Unknown: no falling through).
+        out.credential.disabled = true;
+        out.credential.disabled_reason = "no stored credential (NULL or empty)";
+        warn_no_credential(query.user);
+      } else {
+        out.credential.stored = std::move(*row[0]);
+      }
+      if (const int k = enabled_column(r.columns); k > 0 && !flag_enabled(row[k]))
+        out.credential.disabled = true;
+      return out;
+    }
+    const std::string label = settings_.connect.endpoints[lease->endpoint()].label();
+    reason = "lookup on " + label + " failed: " + e.text();
+    if (!e.connection_lost()) break;  // the connection is fine; the statement is not
+    lease.discard();
+    if (attempt > 0 || Clock::now() - start >= kRetryWindow) break;
+    log::debug("mysql " + name() + ": " + reason + "; retrying once on a fresh connection");
+  }
+  note_failure(reason);
+  return {backend::Status::TempFail, {}, reason};
+}
+
+void MysqlBackend::warn_no_credential(std::string_view user) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (warned_.size() >= 10000 || !warned_.emplace(user).second) return;
+  }
+  log::warning("config problem: mysql " + name() + ": user " + log::sanitize(user) +
+               " has a NULL or empty stored credential; this user cannot log in until one is set");
+}
+
+std::string MysqlBackend::check() {
+  std::unique_ptr<mysql::Connection> conn;
+  const auto errors = pool_.probe_all(&conn);
+  std::string all;
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    if (errors[i].empty()) continue;
+    const std::string what = settings_.connect.endpoints[i].label() + ": " + errors[i];
+    all += (all.empty() ? "" : "; ") + what;
+    if (errors.size() > 1)
+      log::warning("mysql " + name() + ": cannot connect to " + log::sanitize(what, 1024));
+  }
+  if (!conn) return "cannot connect to the database: " + all;
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    const auto& list = settings_.statements[op];
+    for (std::size_t k = 0; k < list.size(); ++k) {
+      const std::string where = std::string(key_of(op)) +
+                                (list.size() > 1 ? " statement " + std::to_string(k + 1) : "") +
+                                " (" + list[k].sql + ")";
+      std::vector<std::string> columns;
+      mysql::SqlError e;
+      if (!conn->prepare(index_of(op, k), list[k], &columns, &e)) {
+        // The daemon only reads: an account without write privileges is the
+        // recommended setup, and only mailauth-user would need them.
+        if (op != kLookup && is_access_denied(e.code)) {
+          log::warning("mysql " + name() + ": " + where + ": " + log::sanitize(e.text(), 1024) +
+                       " (mailauthd only reads; mailauth-user needs this privilege)");
+          continue;
+        }
+        return where + ": " + e.text();
+      }
+      const bool reads = op == kLookup || op == kList;
+      if (reads && columns.empty()) return where + ": returns no columns; it must be a SELECT";
+      if (!reads && !columns.empty())
+        return where + ": returns rows; it must change data (INSERT, UPDATE, DELETE)";
+    }
+  }
+  return {};
+}
+
+AccountStore::Result MysqlBackend::write(Op op, const Values& values, bool must_match) {
+  const auto& list = settings_.statements[op];
+  if (list.empty())
+    return {Status::NotConfigured,
+            std::string("no ") + key_of(op) + " is configured (set schema or " + key_of(op) + ")"};
+  std::string error;
+  auto lease = pool_.acquire(&error, /*fresh=*/true);  // writes are never retried blindly
+  if (!lease) return {Status::TempFail, error};
+  mysql::SqlError e;
+  const bool transaction = list.size() > 1;
+  auto fail = [&](const std::string& where) -> Result {
+    if (transaction) lease->rollback();
+    if (e.connection_lost()) lease.discard();
+    if (e.code == kDuplicateEntry) return {Status::Exists, "the user exists already"};
+    return {refused_values(e.code) ? Status::Refused : Status::TempFail,
+            where + ": " + e.text()};
+  };
+  if (transaction && !lease->begin(&e)) return fail("START TRANSACTION");
+  for (std::size_t k = 0; k < list.size(); ++k) {
+    mysql::Result r;
+    const std::string where =
+        std::string(key_of(op)) + (transaction ? " statement " + std::to_string(k + 1) : "");
+    if (!lease->execute(index_of(op, k), list[k], values, 0, &r, &e)) return fail(where);
+    if (k == 0 && must_match && r.affected == 0) {
+      if (transaction) lease->rollback();
+      return {Status::NotFound, "no such user"};
+    }
+  }
+  if (transaction && !lease->commit(&e)) return fail("COMMIT");
+  return {Status::Done, {}};
+}
+
+AccountStore::Result MysqlBackend::add(std::string_view user, std::string_view stored,
+                                                 std::string_view name, bool enabled) {
+  Values v = Values::for_user(user);
+  v.stored = stored;
+  v.name = name;
+  v.enabled = enabled;
+  return write(kInsert, v, false);
+}
+
+AccountStore::Result MysqlBackend::set_password(std::string_view user,
+                                                     std::string_view stored) {
+  Values v = Values::for_user(user);
+  v.stored = stored;
+  return write(kPassword, v, true);
+}
+
+AccountStore::Result MysqlBackend::remove(std::string_view user) {
+  return write(kDelete, Values::for_user(user), true);
+}
+
+AccountStore::Result MysqlBackend::set_enabled(std::string_view user, bool enabled) {
+  Values v = Values::for_user(user);
+  v.enabled = enabled;
+  return write(kEnable, v, true);
+}
+
+AccountStore::Result MysqlBackend::apply_schema() {
+  const std::string_view sql = schema_sql(settings_.preset);
+  if (sql.empty())
+    return {Status::NotConfigured,
+            "no schema preset is configured (schema = \"users\" or \"postfixadmin\")"};
+  std::string error;
+  auto lease = pool_.acquire(&error, /*fresh=*/true);
+  if (!lease) return {Status::TempFail, error};
+  // The files hold CREATE TABLE statements ending in ";\n" and "--" comments.
+  std::size_t pos = 0;
+  while (pos < sql.size()) {
+    auto end = sql.find(";\n", pos);
+    if (end == std::string_view::npos) end = sql.size();
+    std::string statement;
+    std::string_view chunk = sql.substr(pos, end - pos);
+    while (!chunk.empty()) {
+      const auto nl = chunk.find('\n');
+      const std::string_view line = chunk.substr(0, nl);
+      if (!trim(line).starts_with("--")) statement += std::string(line) + "\n";
+      chunk.remove_prefix(nl == std::string_view::npos ? chunk.size() : nl + 1);
+    }
+    pos = end + 2;
+    if (trim(statement).empty()) continue;
+    mysql::SqlError e;
+    if (!lease->run_sql(statement, &e)) {
+      if (e.connection_lost()) lease.discard();
+      return {is_access_denied(e.code) ? Status::Refused : Status::TempFail,
+              "schema " + settings_.preset + ": " + e.text()};
+    }
+  }
+  return {Status::Done, {}};
+}
+
+AccountStore::Result MysqlBackend::list(std::string_view domain,
+                                                   std::vector<Account>* out) {
+  out->clear();
+  const auto& list = settings_.statements[kList];
+  if (list.empty())
+    return {Status::NotConfigured, "no list_query is configured (set schema or list_query)"};
+  std::string error;
+  auto lease = pool_.acquire(&error);
+  if (!lease) return {Status::TempFail, error};
+  Values v;
+  v.domain = domain;
+  mysql::Result r;
+  mysql::SqlError e;
+  if (!lease->execute(index_of(kList, 0), list.front(), v, std::numeric_limits<std::size_t>::max(),
+                      &r, &e)) {
+    if (e.connection_lost()) lease.discard();
+    return {Status::TempFail, "list_query: " + e.text()};
+  }
+  for (auto& row : r.rows) {
+    Account a;
+    if (!row.empty() && row[0]) a.user = std::string(row[0]->view());
+    if (row.size() > 1 && row[1]) a.name = std::string(row[1]->view());
+    if (row.size() > 2) a.enabled = flag_enabled(row[2]);
+    out->push_back(std::move(a));
+  }
+  return {Status::Done, {}};
+}
+
+}  // namespace mailauth::backend

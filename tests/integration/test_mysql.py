@@ -1,0 +1,663 @@
+"""The mysql backend end to end: mailauthd against a real, private MariaDB
+(tests/integration/mariadb.py), driven over the saslauthd mux socket and the
+Dovecot socket with mailauth-test, testsaslauthd and raw exchanges.
+
+One server is bootstrapped per class and reused; tests that stop it start it
+again.  The failover test bootstraps a second one.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (BUILD, DaemonTestCase, MAILAUTHD, MAILAUTH_USER, mkpasswd, mux_exchange, mux_frame,
+                     mux_reply_text, which)
+from mariadb import MariaDB, free_port
+
+SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+SCHEMA_USERS = os.path.join(SOURCE, "backends", "mysql", "schema-users.sql")
+SCHEMA_POSTFIXADMIN = os.path.join(SOURCE, "backends", "mysql", "schema-postfixadmin.sql")
+UNIT_TESTS = os.path.join(BUILD, "tests", "unit_tests")
+
+OK_LINE = '0: OK "Success."'
+NO_LINE = '0: NO "authentication failed"'
+DB_USER = "mailauth"
+DB_PASSWORD = "db-secret-9f2"
+
+
+def doveadm_pw(scheme, password):
+    out = subprocess.run([which("doveadm"), "pw", "-s", scheme, "-p", password],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def sql_str(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def seed(db, alice_pw="alice-pw"):
+    """The guide's users table, PostfixAdmin's tables and two odd tables in
+    `mail`; an empty `mailauth_writes` for the write statements.  The daemon's
+    account may only read `mail`."""
+    db.sql("CREATE DATABASE IF NOT EXISTS mail; CREATE DATABASE IF NOT EXISTS mailauth_writes;")
+    db.load_file(SCHEMA_USERS, "mail")
+    db.load_file(SCHEMA_POSTFIXADMIN, "mail")
+    # The guide's way of making a hash: MariaDB's own ENCRYPT with a $5$ salt.
+    db.sql(f"""
+INSERT INTO users (id, name, maildir, crypt, clear, enabled) VALUES
+  ('alice@example.com', 'Alice', 'example.com/alice/',
+   ENCRYPT({sql_str(alice_pw)}, CONCAT('$5$', MD5(RAND()))), {sql_str(alice_pw)}, 1),
+  ('carol@example.com', 'Carol', 'example.com/carol/',
+   ENCRYPT('carol-pw', CONCAT('$5$', MD5(RAND()))), 'carol-pw', 0),
+  ('bob@example.com', 'Bob', 'example.com/bob/', {sql_str(mkpasswd("bob pw", "yescrypt"))}, '', 1);
+INSERT INTO domain (domain, description, transport, created, modified) VALUES
+  ('example.org', 'test', 'virtual', NOW(), NOW());
+INSERT INTO mailbox (username, password, name, maildir, local_part, domain, created, modified, active) VALUES
+  ('john@example.org', {sql_str("{SHA512-CRYPT}" + mkpasswd("john-pw", "sha512crypt"))}, 'John',
+   'example.org/john/', 'john', 'example.org', NOW(), NOW(), 1),
+  ('jane@example.org', {sql_str(doveadm_pw("ARGON2ID", "jane-pw"))}, 'Jane',
+   'example.org/jane/', 'jane', 'example.org', NOW(), NOW(), 1),
+  ('jim@example.org', {sql_str("{SHA512-CRYPT}" + mkpasswd("jim-pw", "sha512crypt"))}, 'Jim',
+   'example.org/jim/', 'jim', 'example.org', NOW(), NOW(), 0);
+CREATE TABLE creds (login varchar(128) NOT NULL PRIMARY KEY, secret varchar(255) NULL);
+INSERT INTO creds VALUES ('nullpw@example.com', NULL), ('emptypw@example.com', '');
+""", "mail")
+    db.sql(f"""
+CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASSWORD}';
+CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';
+GRANT SELECT ON mail.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+GRANT SELECT, INSERT, UPDATE, DELETE ON mailauth_writes.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+    crypt = db.rows("SELECT crypt FROM users WHERE id = 'alice@example.com'", "mail")[0][0]
+    assert crypt.startswith("$5$"), f"ENCRYPT() did not make a sha256-crypt string: {crypt!r}"
+
+
+class MysqlTest(DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dbroot = tempfile.mkdtemp(prefix="mailauth-mariadb-")
+        cls.db = MariaDB(os.path.join(cls.dbroot, "a")).bootstrap().start()
+        seed(cls.db)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.stop()
+        shutil.rmtree(cls.dbroot, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        if not self.db.running:
+            self.db.start()
+        self.sock = self.path("run/mux")
+        self.dsock = self.path("run/auth")
+        self.secret = self.write("mysql.secret", f"\n  {DB_PASSWORD}  \n", 0o600)
+        self.passwd = self.write("passwd", "\n".join([
+            "dave@example.com:" + mkpasswd("dave-pw"),
+            "carol@example.com:" + mkpasswd("carol-pw"),        # disabled in mysql
+            "alice@example.com:" + mkpasswd("stale-alice-pw"),  # an old copy
+            "nullpw@example.com:" + mkpasswd("null-pw"),
+            "",
+        ]))
+
+    def tearDown(self):
+        if self._problem_count() != self._problems_before:
+            print("--- last lines of the MariaDB error log ---")
+            print("\n".join(self.db.log().splitlines()[-15:]))
+        super().tearDown()
+
+    # --- helpers ---------------------------------------------------------------
+
+    def mysql(self, keys, hosts=None, socket_path=None, name=None, timeouts=True,
+              database="mail"):
+        if socket_path:
+            where = f'socket = "{socket_path}"'
+        else:
+            hosts = hosts or [f"127.0.0.1:{self.db.port}"]
+            where = "hosts = [" + ", ".join(f'"{h}"' for h in hosts) + "]"
+        return f"""
+[[backend]]
+type = "mysql"
+{'name = "' + name + '"' if name else ''}
+{where}
+user = "{DB_USER}"
+password_file = "{self.secret}"
+database = "{database}"
+{'connect_timeout = "1s"' if timeouts else ''}
+{'read_timeout = "2s"' if timeouts else ''}
+{keys}
+"""
+
+    def pwdfile(self):
+        return f'\n[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n'
+
+    def config(self, backends, mux_extra="", dovecot=None, workers=4):
+        text = f"""
+[daemon]
+workers = {workers}
+log = "stderr"
+
+[saslauthd]
+socket = "{self.sock}"
+mode = "0666"
+{mux_extra}
+"""
+        if dovecot:
+            mechs = ", ".join(f'"{m}"' for m in dovecot)
+            text += f"""
+[dovecot]
+socket = "{self.dsock}"
+mode = "0666"
+mechanisms = [{mechs}]
+failure_delay = "0s"
+"""
+        return text + backends
+
+    def start(self, backends, args=(), **kw):
+        return self.daemon(self.config(backends, **kw), args=args, socket_path=self.sock)
+
+    def login(self, user, password, *extra):
+        return self.mailauth_test("-f", self.sock, "-u", user, "-p", password, *extra)
+
+    def assert_ok(self, user, password, *extra):
+        r = self.login(user, password, *extra)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), f"{user}: {r.stderr}")
+
+    def assert_no(self, user, password, *extra):
+        r = self.login(user, password, *extra)
+        self.assertEqual((r.returncode, r.stdout.strip()), (1, NO_LINE), f"{user}: {r.stderr}")
+
+    def assert_tempfail(self, user, password):
+        r = self.login(user, password)
+        self.assertEqual(r.returncode, 3, f"{user}: {r.stdout} {r.stderr}")
+        self.assertEqual(r.stdout, "")
+
+    def wait_ok(self, user, password, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.login(user, password)
+            if r.returncode == 0:
+                return
+            self.assertNotEqual(r.returncode, 1, "a wrong-password answer while recovering")
+            if time.monotonic() > deadline:
+                self.fail(f"no OK within {timeout}s: {r.returncode} {r.stderr}")
+            time.sleep(0.1)
+
+    def check_config(self, text, name="check.conf"):
+        path = self.write(name, text)
+        return subprocess.run([MAILAUTHD, "--check-config", "--config", path],
+                              capture_output=True, text=True, timeout=60)
+
+    # --- presets ---------------------------------------------------------------
+
+    def test_users_preset_and_the_chain(self):
+        d = self.start(self.mysql('schema = "users"') + self.pwdfile(), args=["--debug"])
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_no("alice@example.com", "wrong")
+        # mysql knows alice and decides: the pwdfile's old copy is never asked.
+        self.assert_no("alice@example.com", "stale-alice-pw")
+        self.assert_ok("bob@example.com", "bob pw")          # yescrypt from mkpasswd
+        # enabled = 0: found and disabled; never falls through to the pwdfile,
+        # which would accept carol-pw.
+        self.assert_no("carol@example.com", "carol-pw")
+        # Unknown to mysql: the next backend is asked.
+        self.assert_ok("dave@example.com", "dave-pw")
+        self.assert_no("nobody@example.com", "dave-pw")
+        r = subprocess.run([which("testsaslauthd"), "-f", self.sock, "-u", "alice@example.com",
+                            "-p", "alice-pw"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        log = d.log()
+        self.assertIn('result=fail proto=mux user=carol@example.com service=smtp realm= rip= '
+                      'backend=mysql reason="account disabled"', log)
+        self.assertIn("result=ok proto=mux user=dave@example.com service=smtp realm= rip= "
+                      "backend=pwdfile", log)
+        self.assertIn('user=alice@example.com service=smtp realm= rip= backend=mysql '
+                      'reason="wrong password"', log)
+        self.assertNotIn("result=tempfail", log)
+        # Never a password, a hash or the database password in the (debug) log.
+        for secret in ("alice-pw", "stale-alice-pw", "$5$", "$y$", DB_PASSWORD):
+            self.assertNotIn(secret, log)
+
+    def test_postfixadmin_preset_over_the_unix_socket_and_reload(self):
+        d = self.start(self.mysql('schema = "users"', socket_path=self.db.socket))
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_no("john@example.org", "john-pw")
+        # SIGHUP: a new backend (a new pool) replaces the old one.
+        d.write_config(self.config(self.mysql('schema = "postfixadmin"',
+                                              socket_path=self.db.socket)))
+        self.assertIn("reload: done", d.reload())
+        self.assert_ok("john@example.org", "john-pw")        # {SHA512-CRYPT}
+        self.assert_ok("jane@example.org", "jane-pw")        # {ARGON2ID} from doveadm pw
+        self.assert_no("john@example.org", "jane-pw")
+        self.assert_no("jim@example.org", "jim-pw")          # active = 0
+        self.assert_no("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertIn('user=jim@example.org service=smtp realm= rip= backend=mysql '
+                      'reason="account disabled"', log)
+        self.assertNotIn("result=tempfail", log)
+
+    def test_custom_queries_plaintext_column_cram_md5_and_scram(self):
+        # A Dovecot-style template: quoted escapes, a literal that mixes text and
+        # escapes ('%n@%d' -> CONCAT), the service, and the guide's clear column.
+        query = ("SELECT CONCAT('{PLAIN}', clear) AS pw, enabled FROM users "
+                 "WHERE id = '%n@%d' AND clear <> '' AND '%s' IN ('smtp', 'imap')")
+        self.start(self.mysql(f'query = "{query}"'), mux_extra="join_realm = true",
+                   dovecot=("PLAIN", "CRAM-MD5", "SCRAM-SHA-256"))
+        self.assert_ok("alice", "alice-pw", "-r", "example.com")
+        self.assert_ok("alice", "alice-pw", "-r", "example.com", "-s", "imap")
+        self.assert_no("alice", "alice-pw", "-r", "example.com", "-s", "pop3")  # no row
+        self.assert_no("alice", "wrong", "-r", "example.com")
+        self.assert_no("carol", "carol-pw", "-r", "example.com")  # enabled = 0
+        self.assert_no("bob", "bob pw", "-r", "example.com")      # no plaintext
+        for mech in ("PLAIN", "CRAM-MD5", "SCRAM-SHA-256"):
+            r = self.mailauth_test("--dovecot", "-f", self.dsock, "--mech", mech,
+                                   "-u", "alice@example.com", "-p", "alice-pw")
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), f"{mech}: {r.stderr}")
+            r = self.mailauth_test("--dovecot", "-f", self.dsock, "--mech", mech,
+                                   "-u", "alice@example.com", "-p", "alice-pw2")
+            self.assertEqual((r.returncode, r.stdout.strip()), (1, NO_LINE), f"{mech}: {r.stderr}")
+
+    def test_sql_injection_and_odd_user_names_are_data(self):
+        d = self.start(self.mysql('schema = "users"'))
+        names = [b"x' OR '1'='1", b"alice@example.com' -- ", b"' OR 1=1 #", b"\\", b"%", b"_",
+                 b"%u", b"alice@example.com\\", b"alice@example.com\x00",
+                 b"alice@example.com\x00' OR '1'='1", b"\x00", b"\xff\xfe", b"\xc0\xaf",
+                 b"alice@example.com\"", b"\"alice@example.com\"", b"alice@%",
+                 b"') UNION SELECT '$1$x$y' -- "]
+        for name in names:
+            for password in (b"alice-pw", b"x' OR '1'='1"):
+                raw = mux_exchange(self.sock, mux_frame(name, password, b"smtp", b""))
+                self.assertEqual(mux_reply_text(raw), "NO authentication failed", name)
+        self.assert_ok("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertNotIn("result=tempfail", log)
+        self.assertNotIn("database unavailable", log)
+
+    def test_null_or_empty_credential_is_a_known_user_that_cannot_log_in(self):
+        d = self.start(self.mysql("query = \"SELECT secret FROM creds WHERE login = '%u'\"")
+                       + self.pwdfile())
+        # The pwdfile has nullpw with null-pw: it must not be asked.
+        self.assert_no("nullpw@example.com", "null-pw")
+        self.assert_no("emptypw@example.com", "")
+        self.assert_no("emptypw@example.com", "x")
+        self.assert_ok("dave@example.com", "dave-pw")
+        log = d.log()
+        self.assertIn('result=fail proto=mux user=nullpw@example.com service=smtp realm= rip= '
+                      'backend=mysql reason="no stored credential (NULL or empty)"', log)
+        # A configuration problem, logged once per user.
+        self.assertEqual(log.count("config problem: mysql mysql: user nullpw@example.com has a "
+                                   "NULL or empty stored credential"), 1, log)
+        self.assert_no("nullpw@example.com", "null-pw")
+        self.assertEqual(d.log().count("user nullpw@example.com has a NULL"), 1)
+        self.assertNotIn("result=ok proto=mux user=nullpw", d.log())
+
+    # --- faults ----------------------------------------------------------------
+
+    def test_outage_is_a_temporary_failure_and_recovery_needs_no_restart(self):
+        d = self.start(self.mysql('schema = "users"') + self.pwdfile())
+        self.assert_ok("alice@example.com", "alice-pw")
+        results = []  # (started, finished, right password?, reply text or "" for no reply)
+        stop = threading.Event()
+
+        def run(k):
+            i = 0
+            while not stop.is_set():
+                right = (i + k) % 2 == 0
+                password = "alice-pw" if right else "wrong-pw"
+                t0 = time.monotonic()
+                try:
+                    raw = mux_exchange(self.sock, mux_frame("alice@example.com", password,
+                                                            "smtp", ""), timeout=15)
+                    reply = mux_reply_text(raw) or ""
+                except OSError as e:
+                    reply = f"error {e}"
+                results.append((t0, time.monotonic(), right, reply))
+                i += 1
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            self.db.stop()                       # SIGTERM, wait for the exit
+            t_down = time.monotonic()
+            time.sleep(1.5)
+            # The real client's view: exit 3, never a NO.
+            self.assert_tempfail("alice@example.com", "alice-pw")
+            # Users unknown to mysql would fall through to the pwdfile when it
+            # is up; while it cannot answer, the chain stops there.
+            self.assert_tempfail("dave@example.com", "dave-pw")
+            time.sleep(1.5)
+            t_restart = time.monotonic()
+            self.db.start()
+            t_up = time.monotonic()
+            deadline = t_up + 10
+            while time.monotonic() < deadline:
+                if any(r[0] >= t_up and r[3] == "OK" for r in results):
+                    break
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertIsNone(d.proc.poll(), "mailauthd must keep running")
+        wrong_ok = [r for r in results if not r[2] and r[3] == "OK"]
+        self.assertEqual(wrong_ok, [], "a wrong password was accepted")
+        outage = [r for r in results if r[0] > t_down and r[1] < t_restart]
+        self.assertGreater(len(outage), 20, "the load loop did not run during the outage")
+        self.assertEqual([r for r in outage if r[3] != ""], [],
+                         "every request during the outage must be a temporary failure "
+                         "(closed without a reply), never OK or NO")
+        first_ok = min((r[1] for r in results if r[0] >= t_up and r[3] == "OK"), default=None)
+        self.assertIsNotNone(first_ok, "no login succeeded within 10 s of the restart")
+        self.assertLess(first_ok - t_up, 10)
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_no("alice@example.com", "wrong-pw")
+        log = d.log()
+        self.assertIn("result=tempfail", log)
+        unavailable = log.count("mysql mysql: database unavailable")
+        self.assertGreaterEqual(unavailable, 1)
+        self.assertLessEqual(unavailable, 2, "the outage is logged per state change, not per request")
+        self.assertIn("mysql mysql: database reachable again", log)
+
+    def test_killed_connections_are_replaced_transparently(self):
+        d = self.start(self.mysql('schema = "users"'), args=["--debug"])
+        users = self.write("bench-users", "alice@example.com:alice-pw\nbob@example.com:bob pw\n")
+        bench = ["-f", self.sock, "--bench", "--users", users, "--count", "60",
+                 "--concurrency", "4", "--json"]
+        r = self.mailauth_test(*bench)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ids = [row[0] for row in self.db.rows(
+            f"SELECT id FROM information_schema.PROCESSLIST WHERE USER = '{DB_USER}'")]
+        self.assertGreaterEqual(len(ids), 1)
+        # "Server has gone away" for every pooled connection, as after
+        # wait_timeout or a server restart.
+        self.db.sql("".join(f"KILL CONNECTION {i};" for i in ids))
+        self.assert_ok("alice@example.com", "alice-pw")
+        r = self.mailauth_test(*bench)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"tempfail": 0', r.stdout.replace('"tempfail":0', '"tempfail": 0'))
+        log = d.log()
+        self.assertNotIn("result=tempfail", log)
+        self.assertNotIn("database unavailable", log)
+        # It was the one retry on a fresh connection that hid the killed ones.
+        self.assertRegex(log, r"lookup on 127\.0\.0\.1:\d+ failed: .*\((2006|2013|1927)\); "
+                              r"retrying once on a fresh connection")
+
+    def test_a_hung_server_is_a_bounded_temporary_failure(self):
+        self.start(self.mysql('schema = "users"'))
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.db.pause()  # SIGSTOP: TCP still accepts, nothing answers
+        try:
+            t0 = time.monotonic()
+            self.assert_tempfail("alice@example.com", "alice-pw")
+            # read_timeout = 2s; Postfix would wait 10 s.
+            self.assertLess(time.monotonic() - t0, 6)
+            t0 = time.monotonic()
+            for _ in range(3):
+                self.assert_tempfail("alice@example.com", "alice-pw")
+            self.assertLess(time.monotonic() - t0, 9)
+        finally:
+            self.db.resume()
+        self.wait_ok("alice@example.com", "alice-pw")
+
+    def test_failover_to_the_second_server_and_back(self):
+        b = MariaDB(os.path.join(self.dbroot, "b")).bootstrap().start()
+        try:
+            seed(b, alice_pw="alice-pw-on-b")  # tells which server answered
+            d = self.start(self.mysql('schema = "users"',
+                                      hosts=[f"127.0.0.1:{self.db.port}", f"127.0.0.1:{b.port}"]))
+            self.assert_ok("alice@example.com", "alice-pw")          # the first server
+            self.assert_no("alice@example.com", "alice-pw-on-b")
+            self.db.stop()
+            self.wait_ok("alice@example.com", "alice-pw-on-b")       # the second server
+            t0 = time.monotonic()
+            for _ in range(10):
+                self.assert_ok("alice@example.com", "alice-pw-on-b")
+            self.assertLess(time.monotonic() - t0, 8)
+            # The first server returns and the second dies: back to the first.
+            self.db.start()
+            b.stop()
+            self.wait_ok("alice@example.com", "alice-pw")
+            self.assertIsNone(d.proc.poll())
+            log = d.log()
+            self.assertIn(f"mysql mysql: cannot connect to 127.0.0.1:{self.db.port}", log)
+            self.assertIn(f"mysql mysql: now using 127.0.0.1:{b.port}", log)
+            self.assertIn(f"mysql mysql: now using 127.0.0.1:{self.db.port}", log)
+        finally:
+            b.stop()
+
+    def test_an_unresponsive_primary_costs_one_connect_timeout_not_one_per_login(self):
+        # A listener that never accepts: connections hang until connect_timeout.
+        hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        try:
+            port = hole.getsockname()[1]
+            d = self.start(self.mysql('schema = "users"\npool_size = 4',
+                                      hosts=[f"127.0.0.1:{port}", f"127.0.0.1:{self.db.port}"]))
+            t0 = time.monotonic()
+            self.assert_ok("alice@example.com", "alice-pw")
+            self.assertLess(time.monotonic() - t0, 4)
+            users = self.write("bench-users", "alice@example.com:alice-pw\n")
+            t0 = time.monotonic()
+            r = self.mailauth_test("-f", self.sock, "--bench", "--users", users, "--count", "40",
+                                   "--concurrency", "4", "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn('"ok": 40', r.stdout.replace('"ok":40', '"ok": 40'))
+            # New connections skip the dead primary during its backoff.
+            self.assertLess(time.monotonic() - t0, 4)
+            self.assertEqual(d.log().count(f"cannot connect to 127.0.0.1:{port}"), 1, d.log())
+        finally:
+            hole.close()
+
+    def test_daemon_starts_while_the_database_is_down(self):
+        port = free_port()
+        self.start(self.mysql('schema = "users"', hosts=[f"127.0.0.1:{port}"]))
+        self.assert_tempfail("alice@example.com", "alice-pw")
+
+    def make_ca(self, name):
+        """A CA and a server certificate for 127.0.0.1 signed by it (openssl)."""
+        ca_key, ca = self.path(f"{name}-ca.key"), self.path(f"{name}-ca.pem")
+        key, csr, cert = (self.path(f"{name}-server.{x}") for x in ("key", "csr", "pem"))
+        ext = self.write(f"{name}.ext", "subjectAltName = IP:127.0.0.1\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run = lambda *a: subprocess.run([which("openssl"), *a], capture_output=True, check=True)
+        run("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+            "-subj", f"/CN=mailauth test CA {name}")
+        run("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+        run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", cert, "-days", "2", "-extfile", ext)
+        return ca, cert, key
+
+    def test_tls_required_and_the_server_certificate_verified(self):
+        ca, cert, key = self.make_ca("good")
+        other_ca, _, _ = self.make_ca("other")
+        c = MariaDB(os.path.join(self.dbroot, "tls"),
+                    extra_args=[f"--ssl-ca={ca}", f"--ssl-cert={cert}", f"--ssl-key={key}"])
+        try:
+            c.bootstrap().start()
+            seed(c, alice_pw="alice-pw-over-tls")
+            c.sql(f"ALTER USER '{DB_USER}'@'127.0.0.1' REQUIRE SSL")
+            hosts = [f"127.0.0.1:{c.port}"]
+            # Verified against the right CA: logins work.
+            d = self.start(self.mysql(f'schema = "users"\ntls = true\ntls_ca = "{ca}"', hosts=hosts))
+            self.assert_ok("alice@example.com", "alice-pw-over-tls")
+            d.stop()
+            r = self.check_config(self.config(self.mysql(
+                f'schema = "users"\ntls = true\ntls_ca = "{ca}"', hosts=hosts)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # tls = true without tls_ca: encrypted (the account requires it), not verified.
+            r = self.check_config(self.config(self.mysql('schema = "users"\ntls = true',
+                                                         hosts=hosts)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # The account requires TLS: without it the server refuses.
+            r = self.check_config(self.config(self.mysql('schema = "users"', hosts=hosts)))
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("Access denied for user 'mailauth'", r.stderr)
+            # A certificate from another CA is refused by us.
+            r = self.check_config(self.config(self.mysql(
+                f'schema = "users"\ntls = true\ntls_ca = "{other_ca}"', hosts=hosts)))
+            self.assertEqual(r.returncode, 1)
+            self.assertRegex(r.stderr, r"(?i)certificate|verif|TLS|SSL")
+            d2 = self.daemon(self.config(self.mysql(
+                f'schema = "users"\ntls = true\ntls_ca = "{other_ca}"', hosts=hosts)),
+                name="mailauthd-wrong-ca", socket_path=self.sock)
+            self.assert_tempfail("alice@example.com", "alice-pw-over-tls")
+            d2.stop()
+        finally:
+            c.stop()
+        # tls = true against a server without TLS: refused, never silently clear
+        # text (Connector/C alone would fall back when no tls_ca is given).
+        r = self.check_config(self.config(self.mysql('schema = "users"\ntls = true')))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("backend mysql: cannot connect to the database", r.stderr)
+        self.assertIn("TLS is required (tls = true) but the server did not offer it", r.stderr)
+        d3 = self.daemon(self.config(self.mysql('schema = "users"\ntls = true')),
+                         name="mailauthd-no-tls", socket_path=self.sock)
+        self.assert_tempfail("alice@example.com", "alice-pw")
+        d3.stop()
+
+    # --- --check-config and the write statements ------------------------------
+
+    def test_check_config(self):
+        r = self.check_config(self.config(self.mysql('schema = "postfixadmin"')))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK", r.stdout)
+        # The daemon's account may only read `mail`: the write statements are
+        # a warning (mailauth-user would need the privilege), not a failure.
+        self.assertIn("INSERT command denied to user 'mailauth'", r.stderr)
+        self.assertIn("mailauthd only reads", r.stderr)
+        self.assertFalse(os.path.exists(self.sock))
+        r = self.check_config(self.config(self.mysql(
+            "query = \"SELECT nosuchcolumn FROM users WHERE id = '%u'\"")))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("backend mysql: query (SELECT nosuchcolumn FROM users WHERE id = ?): "
+                      "Unknown column 'nosuchcolumn'", r.stderr)
+        # Where the account may write, a broken write statement is an error.
+        self.db.load_file(SCHEMA_USERS, "mailauth_writes")
+        r = self.check_config(self.config(self.mysql(
+            'schema = "users"\npassword_query = "UPDATE nosuchtable SET crypt = %h WHERE id = %u"',
+            database="mailauth_writes")))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("password_query (UPDATE nosuchtable SET crypt = ? WHERE id = ?): Table "
+                      "'mailauth_writes.nosuchtable' doesn't exist", r.stderr)
+        r = self.check_config(self.config(self.mysql('schema = "users"',
+                                                     database="mailauth_writes")))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("warning", r.stderr)
+        r = self.check_config(self.config(self.mysql(
+            "query = \"SELECT crypt FROM users WHERE id = '%U'\"")))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend\[1\]\.query': unknown escape %U")
+        port = free_port()
+        r = self.check_config(self.config(self.mysql('schema = "users"',
+                                                     hosts=[f"127.0.0.1:{port}"])))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"backend mysql: cannot connect to the database: 127.0.0.1:{port}: ", r.stderr)
+        # A down secondary is worth a warning, not a failure.
+        r = self.check_config(self.config(self.mysql(
+            'schema = "users"', hosts=[f"127.0.0.1:{self.db.port}", f"127.0.0.1:{port}"])))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"cannot connect to 127.0.0.1:{port}", r.stderr)
+        # A wrong database password.
+        self.write("mysql.secret", "not-the-password\n", 0o600)
+        r = self.check_config(self.config(self.mysql('schema = "users"')))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Access denied for user 'mailauth'", r.stderr)
+        self.assertNotIn("not-the-password", r.stderr + r.stdout)
+
+    def test_mailauth_user_writes_through_the_account_store(self):
+        """mailauth-user (the real CLI) on a PostfixAdmin preset; the running
+        daemon sees each change at the next login."""
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS mailauth_cli; CREATE DATABASE mailauth_cli;
+GRANT SELECT, INSERT, UPDATE, DELETE ON mailauth_cli.* TO '{DB_USER}'@'localhost';
+""")
+        self.db.load_file(SCHEMA_POSTFIXADMIN, "mailauth_cli")
+        conf = self.config(self.mysql('schema = "postfixadmin"', socket_path=self.db.socket,
+                                      database="mailauth_cli"))
+        self.start(self.mysql('schema = "postfixadmin"', socket_path=self.db.socket,
+                              database="mailauth_cli"))
+        conf_path = self.write("user.conf", conf)
+
+        def user(*args, password=None):
+            return subprocess.run([MAILAUTH_USER, "--config", conf_path, *args], input=password,
+                                  capture_output=True, text=True, timeout=60)
+
+        r = user("add", "eve@example.net", "--password-stdin", "--name", "Eve", password="eve-pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(user("add", "eve@example.net", "--password-stdin",
+                              password="x\n").returncode, 1)
+        self.assert_ok("eve@example.net", "eve-pw")
+        stored = self.db.rows("SELECT password, maildir FROM mailbox", "mailauth_cli")
+        self.assertTrue(stored[0][0].startswith("{ARGON2ID}$argon2id$"), stored)
+        self.assertEqual(stored[0][1], "example.net/eve/")
+        self.assertEqual(self.db.rows("SELECT address, goto FROM alias", "mailauth_cli"),
+                         [["eve@example.net", "eve@example.net"]])
+        r = user("passwd", "eve@example.net", "--password-stdin", password="eve-pw-2\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_no("eve@example.net", "eve-pw")
+        self.assert_ok("eve@example.net", "eve-pw-2")
+        self.assertEqual(user("disable", "eve@example.net").returncode, 0)
+        self.assert_no("eve@example.net", "eve-pw-2")
+        self.assertEqual(user("enable", "eve@example.net").returncode, 0)
+        self.assert_ok("eve@example.net", "eve-pw-2")
+        r = user("list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"user": "eve@example.net"', r.stdout)
+        self.assertEqual(user("del", "eve@example.net").returncode, 0)
+        self.assertEqual(user("del", "eve@example.net").returncode, 1)
+        self.assert_no("eve@example.net", "eve-pw-2")
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM alias", "mailauth_cli"), [["0"]])
+
+    def test_write_statements_through_the_backend_api(self):
+        """The C++ write API (for mailauth-user) against this server: the
+        MysqlLive.* unit tests, then SQL checks of what they left behind."""
+        self.db.load_file(SCHEMA_USERS, "mailauth_writes")
+        self.db.load_file(SCHEMA_POSTFIXADMIN, "mailauth_writes")
+        self.db.sql("""
+DROP TABLE IF EXISTS edge;
+CREATE TABLE edge (login varchar(64) NOT NULL PRIMARY KEY, secret text NULL, flag varchar(16) NULL);
+INSERT INTO edge VALUES ('long', REPEAT('x', 3000), '1'), ('null-secret', NULL, '1'),
+  ('empty-secret', '', '1'), ('flag-null', 's', NULL), ('flag-zero', 's', '0'),
+  ('flag-no', 's', 'no'), ('flag-junk', 's', 'junk'), ('flag-two', 's', '2'),
+  ('flag-yes', 's', 'YES'), ('flag-bit', 's', UNHEX('01'));
+DELETE FROM users; DELETE FROM mailbox; DELETE FROM alias;
+""", "mailauth_writes")
+        for preset in ("users", "postfixadmin"):
+            self.db.sql(f"""
+DROP DATABASE IF EXISTS mailauth_schema_{preset};
+CREATE DATABASE mailauth_schema_{preset};
+GRANT ALL ON mailauth_schema_{preset}.* TO '{DB_USER}'@'localhost';
+""")
+        env = dict(os.environ, MAILAUTH_TEST_MYSQL_SOCKET=self.db.socket,
+                   MAILAUTH_TEST_MYSQL_USER=DB_USER, MAILAUTH_TEST_MYSQL_PASSWORD=DB_PASSWORD,
+                   MAILAUTH_TEST_MYSQL_DATABASE="mailauth_writes")
+        r = subprocess.run([UNIT_TESTS, "--gtest_filter=MysqlLive.*"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-2000:])
+        self.assertIn("[  PASSED  ] 4 tests", r.stdout)
+        self.assertNotIn("SKIPPED", r.stdout)
+        rows = self.db.rows("SELECT username, maildir, local_part, domain, active, name "
+                            "FROM mailbox ORDER BY username", "mailauth_writes")
+        self.assertEqual(rows, [["kept@pfa.test", "pfa.test/kept/", "kept", "pfa.test", "1",
+                                 "Kept"]])
+        self.assertEqual(self.db.rows("SELECT address, goto, domain, active FROM alias",
+                                      "mailauth_writes"),
+                         [["kept@pfa.test", "kept@pfa.test", "pfa.test", "1"]])
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM users", "mailauth_writes"), [["0"]])
+        # apply_schema() made the preset tables from the shipped .sql files.
+        self.assertEqual(self.db.sql("SHOW TABLES", "mailauth_schema_users").split(), ["users"])
+        self.assertEqual(self.db.sql("SHOW TABLES", "mailauth_schema_postfixadmin").split(),
+                         ["alias", "domain", "mailbox"])
+
+
+if __name__ == "__main__":
+    unittest.main()
