@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/mysql/mysql_backend.h"
 #include "src/cli/args.h"
 #include "src/cli/control_client.h"
 #include "src/config/config.h"
@@ -76,9 +77,12 @@ Options:
   Passwords are never taken from the command line.
 
 Stored form: in a pwdfile, hashes are written bare ($argon2id$…, $y$…), as
-pam_pwdfile and mailauthd read them; in a table shared with Dovecot or
-PostfixAdmin (mysql schema = "postfixadmin") with Dovecot's {SCHEME} prefix
-({ARGON2ID}$argon2id$…, {CRYPT}$y$…).  A disabled pwdfile account is a line
+pam_pwdfile and mailauthd read them; in PostfixAdmin's table (mysql
+schema = "postfixadmin"), shared with Dovecot and PostfixAdmin, with
+Dovecot's {SCHEME} prefix ({ARGON2ID}$argon2id$…, {CRYPT}$y$…); in the
+guides' users table (schema = "users") bare, as pam_mysql's crypt() reads
+them (pam_mysql knows no Argon2: pick yescrypt or sha512-crypt if it still
+reads the table).  A disabled pwdfile account is a line
 whose hash starts with '!'.
 
 After every change, a running mailauthd is asked (control_socket) to forget
@@ -512,8 +516,24 @@ class Tool {
   int schema() {
     if (!opt_.operands.empty()) usage("schema takes no arguments");
     open_backend(false);
-    return error(kUsage, "backend '" + backend_->name() + "' (" + backend_->type() +
-                             ") has no SQL schema; schema is for the mysql backend");
+    auto* mysql = dynamic_cast<mailauth::backend::MysqlBackend*>(backend_.get());
+    if (mysql == nullptr)
+      return error(kUsage, "backend '" + backend_->name() + "' (" + backend_->type() +
+                               ") has no SQL schema; schema is for the mysql backend");
+    const std::string_view sql = mailauth::backend::MysqlBackend::schema_sql(mysql->preset());
+    if (sql.empty())
+      return error(kUsage, "backend '" + backend_->name() +
+                               "' has no schema preset (schema = \"users\" or \"postfixadmin\"); "
+                               "a custom query's tables are yours");
+    if (!opt_.apply) {
+      std::cout << sql;
+      return kOk;
+    }
+    auto r = mysql->apply_schema();
+    if (r.status != AccountStore::Status::Done) return error(status_exit(r.status), r.message);
+    std::cerr << args_.program() << ": schema \"" << mysql->preset() << "\" applied to "
+              << backend_->name() << " (existing tables were left alone)\n";
+    return kOk;
   }
 
   mailauth::cli::Args& args_;

@@ -617,6 +617,61 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON mailauth_cli.* TO '{DB_USER}'@'localhost
         self.assert_no("eve@example.net", "eve-pw-2")
         self.assertEqual(self.db.rows("SELECT COUNT(*) FROM alias", "mailauth_cli"), [["0"]])
 
+    def test_cache_never_serves_a_password_changed_by_sql(self):
+        """With the cache on, an UPDATE in the database makes the old password
+        fail at the very next login (the cache key includes the stored hash)."""
+        self.db.sql("""
+DROP TABLE IF EXISTS cache_users;
+CREATE TABLE cache_users (id varchar(128) PRIMARY KEY, crypt varchar(255), enabled tinyint(1));
+""", "mailauth_writes")
+        self.db.sql(f"INSERT INTO cache_users VALUES ('kim@example.com', "
+                    f"{sql_str(mkpasswd('kim-old'))}, 1)", "mailauth_writes")
+        d = self.start(self.mysql("query = \"SELECT crypt, enabled FROM cache_users WHERE id = '%u'\"",
+                                  database="mailauth_writes"),
+                       mux_extra='\n[cache]\nttl = "600s"\n')
+        self.assert_ok("kim@example.com", "kim-old")
+        self.assert_ok("kim@example.com", "kim-old")
+        self.assertIn("cached=yes", d.log(), "the second login came from the cache")
+        self.db.sql(f"UPDATE cache_users SET crypt = {sql_str(mkpasswd('kim-new'))} "
+                    f"WHERE id = 'kim@example.com'", "mailauth_writes")
+        self.assert_no("kim@example.com", "kim-old")
+        self.assert_ok("kim@example.com", "kim-new")
+        self.db.sql("UPDATE cache_users SET enabled = 0 WHERE id = 'kim@example.com'", "mailauth_writes")
+        self.assert_no("kim@example.com", "kim-new")
+
+    def test_mailauth_user_schema_prints_and_applies_the_preset(self):
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS mailauth_schema; CREATE DATABASE mailauth_schema;
+GRANT ALL ON mailauth_schema.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+        conf = self.write("schema.conf", self.config(self.mysql('schema = "users"',
+                                                                database="mailauth_schema")))
+
+        def user(*args):
+            return subprocess.run([MAILAUTH_USER, "--config", conf, *args], capture_output=True,
+                                  text=True, timeout=60)
+
+        r = user("schema")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(SCHEMA_USERS) as f:
+            self.assertEqual(r.stdout, f.read())
+        r = user("schema", "--apply")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tables = [row[0] for row in self.db.rows("SHOW TABLES", "mailauth_schema")]
+        self.assertIn("users", tables)
+        self.assertEqual(subprocess.run([MAILAUTH_USER, "--config", conf, "add", "lee@example.com",
+                                         "--password-stdin", "--scheme", "sha512-crypt"],
+                                        input="lee-pw\n", capture_output=True, text=True).returncode, 0)
+        crypt = self.db.rows("SELECT crypt FROM users WHERE id = 'lee@example.com'", "mailauth_schema")
+        self.assertTrue(crypt[0][0].startswith("$6$"), "bare crypt strings in the guide's table")
+        self.assertEqual(user("schema", "--apply").returncode, 0, "IF NOT EXISTS: idempotent")
+        # A custom query has no preset schema.
+        custom = self.write("custom.conf", self.config(self.mysql(
+            "query = \"SELECT crypt FROM users WHERE id = '%u'\"", database="mailauth_schema")))
+        r = subprocess.run([MAILAUTH_USER, "--config", custom, "schema"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no schema preset", r.stderr)
+
     def test_write_statements_through_the_backend_api(self):
         """The C++ write API (for mailauth-user) against this server: the
         MysqlLive.* unit tests, then SQL checks of what they left behind."""
