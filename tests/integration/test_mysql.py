@@ -672,6 +672,36 @@ GRANT ALL ON mailauth_schema.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.
         self.assertEqual(r.returncode, 2)
         self.assertIn("no schema preset", r.stderr)
 
+    def test_saslauthd_argv_with_a_mysql_option_file(self):
+        """mailauthd -a mysql -O FILE: FILE holds the [[backend]] table, as
+        pam_mysql's config file would in a saslauthd set-up."""
+        option_file = self.write("mysql-backend.conf", self.mysql('schema = "users"'))
+        rundir = self.path("sasl")
+        os.makedirs(rundir)
+        log = open(self.path("argv.log"), "wb")
+        proc = subprocess.Popen([MAILAUTHD, "-a", "mysql", "-O", option_file, "-m", rundir, "-r", "-d"],
+                                stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 15
+            while not os.path.exists(os.path.join(rundir, "mux")):
+                if proc.poll() is not None:
+                    with open(self.path("argv.log")) as f:
+                        self.fail(f.read())
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            tsa = which("testsaslauthd")
+            mux = os.path.join(rundir, "mux")
+            r = subprocess.run([tsa, "-f", mux, "-u", "alice", "-r", "example.com", "-p", "alice-pw"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+            r = subprocess.run([tsa, "-f", mux, "-u", "alice", "-r", "example.com", "-p", "nope"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 255)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            log.close()
+
     def test_write_statements_through_the_backend_api(self):
         """The C++ write API (for mailauth-user) against this server: the
         MysqlLive.* unit tests, then SQL checks of what they left behind."""
