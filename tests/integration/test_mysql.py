@@ -5,6 +5,7 @@ Dovecot socket with mailauth-test, testsaslauthd and raw exchanges.
 One server is bootstrapped per class and reused; tests that stop it start it
 again.  The failover test bootstraps a second one.
 """
+import json
 import os
 import shutil
 import signal
@@ -671,6 +672,49 @@ GRANT ALL ON mailauth_schema.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.
         r = subprocess.run([MAILAUTH_USER, "--config", custom, "schema"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("no schema preset", r.stderr)
+
+    def test_mailauth_user_show_verify_import_and_unavailable(self):
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS mailauth_cli2; CREATE DATABASE mailauth_cli2;
+GRANT SELECT, INSERT, UPDATE, DELETE ON mailauth_cli2.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+        self.db.load_file(SCHEMA_USERS, "mailauth_cli2")
+        conf = self.write("cli2.conf", self.config(self.mysql('schema = "users"',
+                                                              database="mailauth_cli2")))
+
+        def user(*args, password=None):
+            return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=password,
+                                  capture_output=True, text=True, timeout=120)
+
+        src = self.write("import.txt", "\n".join(
+            [f"u{i}@example.com:pw{i}" for i in range(50)] + [
+                f"hashed@example.com:{mkpasswd('hashed-pw')}", "no colon here"]) + "\n")
+        r = user("import", src, "--scheme", "sha256-crypt")
+        self.assertEqual(r.returncode, 1, r.stderr)  # one bad line
+        self.assertIn("51 added", r.stderr)
+        self.assertIn("import.txt:52: expected user:password", r.stderr)
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM users", "mailauth_cli2"), [["51"]])
+        r = user("show", "u7@example.com")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("scheme:  SHA256-CRYPT", r.stdout)
+        self.assertIn("backend: mysql (mysql)", r.stdout)
+        self.assertEqual(user("show", "nobody@example.com").returncode, 1)
+        self.assertEqual(user("verify", "u7@example.com", "--password-stdin", password="pw7\n").returncode, 0)
+        self.assertEqual(user("verify", "u7@example.com", "--password-stdin", password="pw8\n").returncode, 1)
+        self.assertEqual(user("verify", "hashed@example.com", "--password-stdin",
+                              password="hashed-pw\n").returncode, 0)
+        r = user("list", "--json")
+        self.assertEqual(len(json.loads(r.stdout)), 51)
+        # The database down: exit 3, for every command that needs it.
+        self.db.stop()
+        try:
+            for args, pw in ((("show", "u7@example.com"), None), (("list",), None),
+                             (("add", "new@example.com", "--password-stdin"), "x\n"),
+                             (("passwd", "u7@example.com", "--password-stdin"), "x\n")):
+                r = user(*args, password=pw)
+                self.assertEqual(r.returncode, 3, (args, r.stderr))
+        finally:
+            self.db.start()
 
     def test_saslauthd_argv_with_a_mysql_option_file(self):
         """mailauthd -a mysql -O FILE: FILE holds the [[backend]] table, as
