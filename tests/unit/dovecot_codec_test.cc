@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include "protocol/dovecot/escape.h"
 
 namespace mailauth::dovecot {
@@ -120,6 +122,9 @@ struct FatalCase {
   std::string input;
   const char* error_part;
 };
+
+// Printed in test names instead of the struct's raw bytes.
+void PrintTo(const FatalCase& c, std::ostream* os) { *os << c.name; }
 
 class DovecotFatal : public ::testing::TestWithParam<FatalCase> {};
 
