@@ -9,6 +9,7 @@
 #include <iterator>
 #include <limits>
 
+#include "mysql_schemas.h"
 #include "src/util/log.h"
 
 namespace mailauth::backend {
@@ -184,100 +185,8 @@ bool is_access_denied(unsigned code) {
          || code == 1143;  // ER_COLUMNACCESS_DENIED_ERROR
 }
 
-// The schema files, byte for byte (a unit test compares them).
-// BEGIN GENERATED SCHEMAS
-constexpr std::string_view kSchemaUsers =
-    R"sql(-- mailauthd mysql backend, schema = "users": the users table of the popular
--- "Postfix + MySQL virtual users" guides (flurdy's and those derived from it,
--- which pam_mysql and saslauthd were set up against).  Logins are the id
--- column (user@domain); crypt holds the hash.  The guides fill it with
---   ENCRYPT('password', CONCAT('$5$', MD5(RAND())))
--- (a $5$ sha256-crypt string); mailauth-user writes any scheme mailauthd
--- verifies.  clear is the guides' plaintext copy: a query such as
---   SELECT CONCAT('{PLAIN}', clear), enabled FROM users WHERE id = '%u'
--- serves CRAM-MD5 and SCRAM from it.  The preset's password change empties
--- clear so an old plaintext password cannot keep working.
---
--- Differences from the guides: crypt is varchar(255) (Argon2 and yescrypt
--- strings are longer than 128), clear has no 'ChangeMe' default, and the
--- table is utf8mb4.  Existing tables from the guides work unchanged.
-CREATE TABLE IF NOT EXISTS users (
-  id varchar(128) NOT NULL,
-  name varchar(128) NOT NULL DEFAULT '',
-  uid smallint(5) unsigned NOT NULL DEFAULT 5000,
-  gid smallint(5) unsigned NOT NULL DEFAULT 5000,
-  home varchar(255) NOT NULL DEFAULT '/var/spool/mail/virtual',
-  maildir varchar(255) NOT NULL DEFAULT '',
-  enabled tinyint(1) unsigned NOT NULL DEFAULT 1,
-  change_password tinyint(1) unsigned NOT NULL DEFAULT 1,
-  clear varchar(128) NOT NULL DEFAULT '',
-  crypt varchar(255) NOT NULL DEFAULT '',
-  quota varchar(255) NOT NULL DEFAULT '',
-  PRIMARY KEY (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
-)sql";
-constexpr std::string_view kSchemaPostfixadmin =
-    R"sql(-- mailauthd mysql backend, schema = "postfixadmin": the tables of PostfixAdmin
--- 3.x (MySQL/MariaDB) that the preset reads and writes: mailbox (logins and
--- hashes), alias (the address → goto row PostfixAdmin keeps for every
--- mailbox) and domain.  Column types as PostfixAdmin's upgrade.php creates
--- them; columns the preset never touches are kept so that PostfixAdmin itself
--- can run on these tables.  On an existing PostfixAdmin database, do not run
--- this file: the preset uses the tables PostfixAdmin made.
---
--- Passwords are Dovecot-style strings, as PostfixAdmin writes them with
--- $CONF['encrypt'] = 'dovecot:…': {SHA512-CRYPT}$6$…, {ARGON2ID}$argon2id$…,
--- {BLF-CRYPT}$2y$…; older installs have bare $1$ md5-crypt strings.  Any of
--- them verifies.  A mailbox with active = 0 cannot log in.
-CREATE TABLE IF NOT EXISTS domain (
-  domain varchar(255) NOT NULL,
-  description varchar(255) NOT NULL DEFAULT '',
-  aliases int(10) NOT NULL DEFAULT 0,
-  mailboxes int(10) NOT NULL DEFAULT 0,
-  maxquota bigint(20) NOT NULL DEFAULT 0,
-  quota bigint(20) NOT NULL DEFAULT 0,
-  transport varchar(255) NOT NULL DEFAULT '',
-  backupmx tinyint(1) NOT NULL DEFAULT 0,
-  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  active tinyint(1) NOT NULL DEFAULT 1,
-  password_expiry int(11) NOT NULL DEFAULT 0,
-  PRIMARY KEY (domain)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Domains';
-
-CREATE TABLE IF NOT EXISTS mailbox (
-  username varchar(255) NOT NULL,
-  password varchar(255) NOT NULL,
-  name varchar(255) NOT NULL DEFAULT '',
-  maildir varchar(255) NOT NULL,
-  quota bigint(20) NOT NULL DEFAULT 0,
-  local_part varchar(255) NOT NULL,
-  domain varchar(255) NOT NULL,
-  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  active tinyint(1) NOT NULL DEFAULT 1,
-  phone varchar(30) NOT NULL DEFAULT '',
-  email_other varchar(255) NOT NULL DEFAULT '',
-  token varchar(255) NOT NULL DEFAULT '',
-  token_validity datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  password_expiry datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  smtp_active tinyint(1) NOT NULL DEFAULT 1,
-  PRIMARY KEY (username),
-  KEY domain (domain)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Mailboxes';
-
-CREATE TABLE IF NOT EXISTS alias (
-  address varchar(255) NOT NULL,
-  goto text NOT NULL,
-  domain varchar(255) NOT NULL,
-  created datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  modified datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  active tinyint(1) NOT NULL DEFAULT 1,
-  PRIMARY KEY (address),
-  KEY domain (domain)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci COMMENT='Postfix Admin - Virtual Aliases';
-)sql";
-// END GENERATED SCHEMAS
+// The schema files, embedded at build time (CMake reads
+// backends/mysql/schema-*.sql into mysql_schemas.h).
 
 }  // namespace
 
