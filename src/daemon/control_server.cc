@@ -36,16 +36,12 @@ void ControlServer::stop_accepting() {
 }
 
 void ControlServer::on_accept() {
-  for (;;) {
-    const int fd = ::accept4(listener_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
-    if (conns_.size() >= kMaxConnections) {
-      ::close(fd);
-      continue;
-    }
+  listener_->accept_all("control", [this](UniqueFd fd) {
+    if (conns_.size() >= kMaxConnections) return;
     const std::uint64_t id = next_id_++;
     auto c = std::make_unique<Conn>();
-    c->fd.reset(fd);
+    const int raw = fd.get();
+    c->fd = std::move(fd);
     c->timer = loop_.add_timer(kTimeout, [this, id] {
       if (auto it = conns_.find(id); it != conns_.end()) {
         it->second->timer = 0;
@@ -53,8 +49,8 @@ void ControlServer::on_accept() {
       }
     });
     conns_.emplace(id, std::move(c));
-    loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t) { on_event(id); });
-  }
+    loop_.add(raw, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t) { on_event(id); });
+  });
 }
 
 void ControlServer::on_event(std::uint64_t id) {

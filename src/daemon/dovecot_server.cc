@@ -65,36 +65,29 @@ DovecotServer::Conn* DovecotServer::find(std::uint64_t id) {
 }
 
 void DovecotServer::on_accept() {
-  for (;;) {
-    int fd = ::accept4(listener_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      if (errno == ECONNABORTED) continue;
-      log::error(std::string("dovecot: accept: ") + std::strerror(errno));
-      return;
-    }
+  listener_->accept_all("dovecot", [this](UniqueFd fd) {
     if (conns_.size() >= kMaxConnections) {
-      log::warning("dovecot: too many connections; refusing one (" + peer_description(fd) + ")");
-      ::close(fd);
-      continue;
+      log::warning("dovecot: too many connections; refusing one (" + peer_description(fd.get()) + ")");
+      return;
     }
     auto c = std::make_unique<Conn>();
     c->id = next_id_++;
-    c->fd.reset(fd);
-    c->peer = peer_description(fd);
+    c->peer = peer_description(fd.get());
+    const int raw = fd.get();
+    c->fd = std::move(fd);
     const std::uint64_t id = c->id;
     unsigned char cookie[16];
     randombytes_buf(cookie, sizeof cookie);
     Conn& ref = *c;
     conns_.emplace(id, std::move(c));
-    loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) { on_event(id, ev); });
+    loop_.add(raw, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) { on_event(id, ev); });
     log::debug("dovecot: connection from " + ref.peer);
     // Dovecot 2.3 sends the whole handshake at once; every client reads it
     // after sending its own VERSION and CPID.
     send(ref, dovecot::ServerConnection::handshake(
                   advertised_, static_cast<std::uint32_t>(::getpid()), id,
                   hex_encode(std::string_view(reinterpret_cast<char*>(cookie), sizeof cookie))));
-  }
+  });
 }
 
 void DovecotServer::on_event(std::uint64_t id, uint32_t events) {

@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "src/util/log.h"
+
 namespace mailauth {
 
 namespace {
@@ -111,6 +113,20 @@ std::unique_ptr<UnixListener> UnixListener::adopt(int fd, std::string path) {
 }
 
 UnixListener::~UnixListener() { remove_file(); }
+
+void UnixListener::accept_all(std::string_view who, const std::function<void(UniqueFd fd)>& take) {
+  for (;;) {
+    const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      take(UniqueFd(fd));
+      continue;
+    }
+    if (errno == ECONNABORTED) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      log::error(std::string(who) + ": accept: " + std::strerror(errno));
+    return;
+  }
+}
 
 void UnixListener::remove_file() {
   if (path_.empty() || ino_ == 0) return;

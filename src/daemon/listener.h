@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "src/config/config.h"
 #include "src/util/fd.h"
@@ -26,6 +28,10 @@ class UnixListener {
   UnixListener& operator=(const UnixListener&) = delete;
 
   int fd() const { return fd_.get(); }
+  // Accepts every pending connection (non-blocking, close-on-exec) and hands
+  // each to `take`.  Transient errors end the round; others are logged with
+  // `who` ("mux", "dovecot", …) in front.
+  void accept_all(std::string_view who, const std::function<void(UniqueFd fd)>& take);
   const std::string& path() const { return path_; }
   // Unlink the socket file now (shutdown).
   void remove_file();

@@ -57,24 +57,16 @@ void MuxServer::watch(Conn& c, uint32_t events) {
 }
 
 void MuxServer::on_accept() {
-  for (;;) {
-    int fd = ::accept4(listener_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      if (errno == ECONNABORTED) continue;
-      log::error(std::string("mux: accept: ") + std::strerror(errno));
-      return;
-    }
+  listener_->accept_all("mux", [this](UniqueFd fd) {
     if (conns_.size() >= kMaxConnections) {
       log::warning("mux: " + std::to_string(kMaxConnections) +
-                   " connections open; refusing a new one (" + peer_description(fd) + ")");
-      ::close(fd);
-      continue;
+                   " connections open; refusing a new one (" + peer_description(fd.get()) + ")");
+      return;
     }
     auto c = std::make_unique<Conn>();
     c->id = next_id_++;
-    c->fd.reset(fd);
-    c->peer = peer_description(fd);
+    c->peer = peer_description(fd.get());
+    c->fd = std::move(fd);
     c->decoder = std::make_unique<mux::Decoder>(config_.max_field);
     const std::uint64_t id = c->id;
     c->timer = loop_.add_timer(config_.request_timeout, [this, id] {
@@ -89,7 +81,7 @@ void MuxServer::on_accept() {
     conns_.emplace(id, std::move(c));
     watch(ref, EPOLLIN | EPOLLRDHUP);
     read_request(ref);  // the request is often already there
-  }
+  });
 }
 
 void MuxServer::on_event(std::uint64_t id, uint32_t events) {
