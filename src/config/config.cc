@@ -242,6 +242,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     d.failure_delay = s.get_duration("failure_delay", std::chrono::seconds(2));
     if (d.failure_delay > std::chrono::seconds(8))
       s.fail("failure_delay", "must be at most 8s (Postfix gives up on the reply after 10s)");
+    d.request_timeout = s.get_duration("request_timeout", std::chrono::seconds(150));
+    if (d.request_timeout.count() == 0) s.fail("request_timeout", "must be more than 0");
     const std::string temp = s.get_string("temp_failure", "disconnect");
     if (temp == "disconnect") d.temp_failure_disconnect = true;
     else if (temp == "fail") d.temp_failure_disconnect = false;

@@ -104,6 +104,9 @@ struct DovecotConfig {
   std::vector<std::string> mechanisms{"PLAIN", "LOGIN"};  // upper case, in advertised order
   std::chrono::milliseconds failure_delay{2000};
   bool temp_failure_disconnect = true;  // temp_failure = "disconnect" (default) or "fail"
+  // A request waiting for the client's next CONT is dropped after this
+  // (Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS is 150 s).
+  std::chrono::milliseconds request_timeout{150'000};
 };
 
 // [cache]: present = enabled.

@@ -49,6 +49,7 @@ void DovecotServer::set_options(const config::DovecotConfig& config) {
   config_.mechanisms = config.mechanisms;
   config_.failure_delay = config.failure_delay;
   config_.temp_failure_disconnect = config.temp_failure_disconnect;
+  config_.request_timeout = config.request_timeout;
   advertised_ = advertise(config_.mechanisms);
 }
 
@@ -211,6 +212,10 @@ void DovecotServer::continue_request(Conn& c, dovecot::Event& e) {
     return;
   }
   Request& r = *it->second;
+  if (r.timer && !r.working) {
+    loop_.cancel_timer(r.timer);  // the client answered in time
+    r.timer = 0;
+  }
   if (r.working) {
     // The server has not asked for anything: the client is out of step.
     if (r.timer) loop_.cancel_timer(r.timer);
@@ -232,7 +237,26 @@ void DovecotServer::apply(Conn& c, Request& r, sasl::Step step) {
   using K = sasl::Step::Kind;
   if (!step.user.empty()) r.user = step.user;
   switch (step.kind) {
-    case K::Challenge: send(c, dovecot::cont_line(r.id, step.challenge)); return;
+    case K::Challenge: {
+      send(c, dovecot::cont_line(r.id, step.challenge));
+      // Postfix never sends CANCEL: a client that gives up ("*") leaves the
+      // request pending on a connection that lives as long as smtpd.  Expire
+      // it, as Dovecot does; a late CONT gets "Authentication request timed out".
+      if (r.timer) loop_.cancel_timer(r.timer);
+      const std::uint64_t cid = c.id;
+      const std::uint32_t rid = r.id;
+      r.timer = loop_.add_timer(config_.request_timeout, [this, cid, rid] {
+        Conn* conn = find(cid);
+        if (conn == nullptr) return;
+        auto it = conn->requests.find(rid);
+        if (it == conn->requests.end()) return;
+        it->second->timer = 0;
+        log::debug("dovecot: " + conn->peer + ": request " + std::to_string(rid) +
+                   " abandoned by the client; dropped");
+        finish(*conn, rid);
+      });
+      return;
+    }
     case K::VerifyPassword: verify_password(c, r, std::move(step)); return;
     case K::NeedCredential: fetch_credential(c, r, step.user); return;
     case K::Success:

@@ -55,7 +55,7 @@ class DovecotServer {
     std::string user;         // once known
     std::string backend = "-";  // the backend that supplied the credential
     bool working = false;     // a worker job or a delay timer is pending
-    EventLoop::TimerId timer = 0;
+    EventLoop::TimerId timer = 0;  // failure delay, or expiry while waiting for CONT
   };
   struct Conn {
     std::uint64_t id = 0;

@@ -243,6 +243,35 @@ path = "{self.passwd}"
             self.assertTrue(all(r.startswith("FAIL\t") for r in replies), replies)
             c.close()
 
+    def test_abandoned_requests_expire_and_do_not_pile_up(self):
+        """Postfix never sends CANCEL: a client that gives up leaves its
+        request pending.  It expires after request_timeout; a late CONT gets
+        Dovecot's "timed out" answer, and hundreds of abandoned requests on
+        one long-lived connection never close it."""
+        self.start()
+        cfg = open(self.daemons[0].config_path).read().replace(
+            'temp_failure = "disconnect"', 'temp_failure = "disconnect"\nrequest_timeout = "1s"')
+        self.daemons[0].stop()
+        self.daemons.clear()
+        self.daemon(cfg, socket_path=self.sock)
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        conn.send("AUTH\t1\tLOGIN\tservice=smtp\n")
+        self.assertEqual(conn.line(), "CONT\t1\tVXNlcm5hbWU6")
+        time.sleep(1.5)
+        conn.send("CONT\t1\tYWxpY2U=\n")
+        self.assertEqual(conn.line(), "FAIL\t1\treason=Authentication request timed out")
+        # 300 abandoned exchanges (more than the 256 in flight a connection
+        # may hold), in batches that expire in between.
+        for batch in range(3):
+            conn.send("".join(f"AUTH\t{1000 + batch * 100 + i}\tPLAIN\tservice=smtp\n"
+                              for i in range(100)))
+            for _ in range(100):
+                self.assertTrue(conn.line().startswith("CONT\t"))
+            time.sleep(1.3)
+        conn.send(f"AUTH\t2\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertEqual(conn.line(), "OK\t2\tuser=alice")
+
     # --- temporary failures --------------------------------------------------
 
     def test_temporary_failure_disconnects_by_default(self):
