@@ -295,7 +295,10 @@ class Daemon {
       const auto& cur = cache_ ? cache_->options() : auth::CredentialCache::Options{};
       if (!cache_ || cur.capacity != o.capacity || cur.ttl != o.ttl ||
           cur.negative_ttl != o.negative_ttl || cur.stale_ttl != o.stale_ttl) {
-        old_caches_.push_back(std::move(cache_));  // requests in flight may still use it
+        // Requests in flight may still use the old cache for a moment; keep
+        // the last few, not every one a long life of reloads made.
+        if (cache_) old_caches_.push_back(std::move(cache_));
+        if (old_caches_.size() > 4) old_caches_.erase(old_caches_.begin());
         cache_ = std::make_unique<auth::CredentialCache>(o, auth::system_clock());
       }
     }
