@@ -27,8 +27,8 @@ namespace {
 constexpr auto kRetryWindow = std::chrono::seconds(1);
 
 // The escapes each statement may use (query_template.h).
-constexpr const char* kAllowed[MysqlBackend::kOpCount] = {"undrs", "undhNe", "undh",
-                                                          "und",   "unde",   "d"};
+constexpr const char* kAllowed[MysqlBackend::kOpCount] = {"undrs", "undhNe", "undh", "und",
+                                                          "unde",  "d",      "undho"};
 
 // --- presets ---------------------------------------------------------------------
 
@@ -51,6 +51,10 @@ constexpr Preset kUsersPreset = {
         "UPDATE users SET enabled = %e WHERE id = '%u'",
         "SELECT id, name, enabled FROM users WHERE '%d' = '' OR SUBSTRING_INDEX(id, '@', -1) = "
         "'%d' ORDER BY id",
+        // Rehash: the password is the same, so clear stays as it is.  The
+        // comparison is binary: the column's _ci collation would take
+        // {PLAIN}Secret for {PLAIN}secret, and ignores trailing spaces.
+        "UPDATE users SET crypt = '%h' WHERE id = '%u' AND crypt = CAST('%o' AS BINARY)",
     }};
 
 // PostfixAdmin 3.x (schema-postfixadmin.sql).  Like PostfixAdmin itself, a
@@ -75,6 +79,8 @@ constexpr Preset kPostfixadminPreset = {
         "UPDATE alias SET active = %e, modified = NOW() WHERE address = '%u' AND goto = '%u'",
         "SELECT username, name, active FROM mailbox WHERE '%d' = '' OR domain = '%d' ORDER BY "
         "username",
+        "UPDATE mailbox SET password = '%h', modified = NOW() WHERE username = '%u' AND "
+        "password = CAST('%o' AS BINARY)",
     }};
 
 std::vector<std::string> split_statements(std::string_view text) {
@@ -191,8 +197,9 @@ bool is_access_denied(unsigned code) {
 }  // namespace
 
 const char* MysqlBackend::key_of(Op op) {
-  static constexpr const char* kKeys[kOpCount] = {"query",        "insert_query", "password_query",
-                                                  "delete_query", "enable_query", "list_query"};
+  static constexpr const char* kKeys[kOpCount] = {
+      "query",        "insert_query", "password_query", "delete_query",
+      "enable_query", "list_query",   "rehash_query"};
   return kKeys[op];
 }
 
@@ -302,18 +309,39 @@ std::unique_ptr<Backend> MysqlBackend::create(const config::BackendSpec& spec) {
         s.fail(key, texts.size() > 1 ? "statement " + std::to_string(k + 1) + " " + e.what()
                                      : std::string(e.what()));
       }
-      // Statements that act on one user must say which user.
+      // Statements that act on one user must say which user.  The rehash
+      // runs unattended at logins: %n alone could match a namesake in
+      // another domain.
+      if (k == 0 && op == kRehash && !t.uses('u') && !(t.uses('n') && t.uses('d')))
+        s.fail(key, "must use %u (or %n and %d) to select the user's row");
       if (k == 0 && op != kList && !t.uses('u') && !t.uses('n'))
         s.fail(key,
                "must use %u (or %n) to select the user; without it every login would "
                "match the same row");
-      if (k == 0 && (op == kInsert || op == kPassword) && !t.uses('h'))
+      if (k == 0 && (op == kInsert || op == kPassword || op == kRehash) && !t.uses('h'))
         s.fail(key, "must use %h, the new stored credential");
+      if (k == 0 && op == kRehash && !t.uses('o'))
+        s.fail(key,
+               "must use %o, the stored credential the login was verified against, so that one "
+               "changed meanwhile is left alone (e.g. AND crypt = CAST('%o' AS BINARY))");
       if (k == 0 && op == kEnable && !t.uses('e')) s.fail(key, "must use %e (1 or 0)");
       st.statements[op].push_back(std::move(t));
     }
   }
-  return std::make_unique<MysqlBackend>(spec.name, std::move(st));
+
+  // Rehash-on-login (as for pwdfile), through rehash_query.
+  const std::string rehash = s.get_string("rehash", "");
+  if (!rehash.empty()) {
+    if (rehash != "argon2id" && rehash != "yescrypt" && rehash != "bcrypt" &&
+        rehash != "sha512-crypt" && rehash != "sha256-crypt")
+      s.fail("rehash", "must be argon2id, yescrypt, bcrypt, sha512-crypt or sha256-crypt");
+    if (st.statements[kRehash].empty())
+      s.fail("rehash", "needs rehash_query (or schema = \"users\" or \"postfixadmin\", which "
+                       "supply one)");
+  }
+  auto b = std::make_unique<MysqlBackend>(spec.name, std::move(st));
+  b->set_rehash_scheme(rehash);
+  return b;
 }
 
 MysqlBackend::MysqlBackend(std::string name, Settings settings)
@@ -431,7 +459,17 @@ std::string MysqlBackend::check() {
       mysql::SqlError e;
       if (!conn->prepare(index_of(op, k), list[k], &columns, &e)) {
         // The daemon only reads: an account without write privileges is the
-        // recommended setup, and only mailauth-user would need them.
+        // recommended setup, and only mailauth-user would need them.  The
+        // exception is rehash_query with `rehash` set, which the daemon runs
+        // itself; without `rehash` nobody runs it.
+        if (op == kRehash && is_access_denied(e.code)) {
+          if (!rehash_scheme().empty())
+            log::warning("mysql " + name() + ": " + where + ": " + log::sanitize(e.text(), 1024) +
+                         " (rehash = \"" + rehash_scheme() +
+                         "\" needs this privilege: logins work, but their hashes are not "
+                         "upgraded)");
+          continue;
+        }
         if (op != kLookup && is_access_denied(e.code)) {
           log::warning("mysql " + name() + ": " + where + ": " + log::sanitize(e.text(), 1024) +
                        " (mailauthd only reads; mailauth-user needs this privilege)");
@@ -494,6 +532,24 @@ AccountStore::Result MysqlBackend::set_password(std::string_view user,
   Values v = Values::for_user(user);
   v.stored = stored;
   return write(kPassword, v, true);
+}
+
+AccountStore::Result MysqlBackend::replace_password(std::string_view user,
+                                                    std::string_view expected,
+                                                    std::string_view stored) {
+  // Values a utf8mb4 column cannot hold would be server errors: no row can
+  // hold them (user, expected), or they cannot be stored.
+  if (!mysql::valid_utf8(user) || !mysql::valid_utf8(expected))
+    return {Status::NotFound, "no row can hold this user or credential (not UTF-8)"};
+  if (!mysql::valid_utf8(stored)) return {Status::Refused, "the new credential is not UTF-8"};
+  Values v = Values::for_user(user);
+  v.stored = stored;
+  v.old = expected;
+  Result r = write(kRehash, v, true);
+  // 0 rows matched: the row no longer holds `expected` (or is gone).
+  if (r.status == Status::NotFound)
+    r.message = "the credential changed meanwhile (no row matched rehash_query)";
+  return r;
 }
 
 AccountStore::Result MysqlBackend::remove(std::string_view user) {

@@ -11,9 +11,11 @@
 //   schema = "users" | "postfixadmin"   a preset: lookup and write statements
 //   query                         the lookup (required without schema); any
 //                                 preset statement can be overridden one by one:
-//   insert_query, password_query, delete_query, enable_query, list_query
-//                                 (a string, or a list of strings run in one
+//   insert_query, password_query, delete_query, enable_query, list_query,
+//   rehash_query                  (a string, or a list of strings run in one
 //                                 transaction)
+//   rehash = "argon2id"           rehash-on-login (argon2id, yescrypt, bcrypt,
+//                                 sha512-crypt, sha256-crypt): see replace_password()
 //   default_scheme = "CRYPT"      "PLAIN" to read a bare plaintext column
 //   connect_timeout = "3s", read_timeout = "5s", write_timeout = "5s"
 //                                 whole seconds, 1s to 9s: Postfix waits 10s
@@ -25,7 +27,9 @@
 // Templates (backends/mysql/query_template.h) take %u %n %d %r %s in the
 // lookup; the writes take %u %n %d, %h (the new stored credential), %N (the
 // display name) and %e (1/0).  list_query takes %d (the domain filter, empty
-// for all) and returns user[, name[, enabled]].
+// for all) and returns user[, name[, enabled]].  rehash_query takes %u %n %d,
+// %h and %o (the old credential, exactly as the lookup returned it) and must
+// use %h, %o and %u (or %n and %d).
 //
 // What a lookup answers:
 //   - no row: Unknown (the next backend is asked);
@@ -72,7 +76,7 @@ class MysqlBackend final : public Backend, public AccountStore {
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
 
   // Statements by purpose; each holds one or more templates.
-  enum Op { kLookup, kInsert, kPassword, kDelete, kEnable, kList, kOpCount };
+  enum Op { kLookup, kInsert, kPassword, kDelete, kEnable, kList, kRehash, kOpCount };
   static const char* key_of(Op op);  // the configuration key: "query", "insert_query", …
 
   struct Settings {
@@ -104,6 +108,17 @@ class MysqlBackend final : public Backend, public AccountStore {
   Result add(std::string_view user, std::string_view stored, std::string_view name,
              bool enabled) override;
   Result set_password(std::string_view user, std::string_view stored) override;
+  // Rehash-on-login's compare-and-swap: runs rehash_query with %o = `expected`
+  // (the credential lookup() returned, {SCHEME} prefix and all) and %h =
+  // `stored`.  The statement's WHERE clause does the comparing, so the check
+  // and the write are one atomic UPDATE (InnoDB reads the latest committed row
+  // for it).  No matching row: NotFound ("the credential changed meanwhile",
+  // or the user is gone).  The connection sets CLIENT_FOUND_ROWS, so "rows
+  // affected" counts rows matched, not rows changed; for a rehash the two are
+  // the same anyway (the new value is a freshly salted hash, never the old
+  // one).  NotConfigured without a rehash_query.
+  Result replace_password(std::string_view user, std::string_view expected,
+                          std::string_view stored) override;
   Result remove(std::string_view user) override;
   Result set_enabled(std::string_view user, bool enabled) override;
   // Every account, or those of `domain` when it is not empty, in the order

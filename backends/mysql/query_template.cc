@@ -250,6 +250,7 @@ std::string_view Values::operator[](char escape) const {
     case 'h': return stored;
     case 'N': return name;
     case 'e': return enabled ? "1" : "0";
+    case 'o': return old;
     default: return {};
   }
 }

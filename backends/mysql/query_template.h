@@ -5,8 +5,9 @@
 //   %u  the user as given (after realm joining)      %h  the new stored credential (writes)
 //   %n  its local part (before the last '@')         %N  the display name (writes)
 //   %d  its domain part (after the last '@'; empty)  %e  1 or 0: enabled (writes)
-//   %r  the realm the client sent                    %%  a literal percent sign
-//   %s  the service ("smtp", "imap", …)
+//   %r  the realm the client sent                    %o  the old stored credential, as the
+//   %s  the service ("smtp", "imap", …)                  lookup returned it (rehash only)
+//   %%  a literal percent sign
 //
 // Every escape becomes one `?` parameter marker of a prepared statement and
 // its value is bound, never pasted into the SQL text.  Templates written for
@@ -43,7 +44,7 @@ class TemplateError : public std::runtime_error {
 };
 
 // All escapes a template may contain, in the order of the table above.
-inline constexpr std::string_view kAllEscapes = "undrshNe";
+inline constexpr std::string_view kAllEscapes = "undrshNeo";
 
 // Translate `text`.  `allowed` lists the escape letters this statement may
 // use (e.g. "undrs" for a lookup); any other escape, a lone '%' at the end,
@@ -61,6 +62,7 @@ struct Values {
   std::string_view stored;   // %h
   std::string_view name;     // %N
   bool enabled = true;       // %e
+  std::string_view old;      // %o
 
   // %u, %n and %d from a user name: split at the last '@' (a domain never
   // contains one); without '@', %n is the whole name and %d is empty.

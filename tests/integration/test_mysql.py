@@ -746,6 +746,108 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON mailauth_cli2.* TO '{DB_USER}'@'localhos
             proc.wait(10)
             log.close()
 
+    # --- rehash on login ---------------------------------------------------------
+
+    def rehash_database(self, name, schema_file):
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};
+GRANT SELECT, UPDATE ON {name}.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+        self.db.load_file(schema_file, name)
+
+    def test_rehash_on_login_users_preset(self):
+        """rehash = "yescrypt" on the guides' table: the $5$ hash MariaDB's
+        ENCRYPT() made becomes $y$ at the next successful login; clear (the
+        same password) is left alone; a wrong password writes nothing."""
+        db = "mailauth_rehash_users"
+        self.rehash_database(db, SCHEMA_USERS)
+        self.db.sql("""
+INSERT INTO users (id, name, maildir, crypt, clear, enabled) VALUES
+  ('ann@example.com', 'Ann', 'example.com/ann/',
+   ENCRYPT('ann-pw', CONCAT('$5$', MD5(RAND()))), 'ann-pw', 1),
+  ('off@example.com', 'Off', 'example.com/off/',
+   ENCRYPT('off-pw', CONCAT('$5$', MD5(RAND()))), 'off-pw', 0);
+""", db)
+
+        def row(user):
+            return self.db.rows(f"SELECT crypt, clear FROM users WHERE id = '{user}'", db)[0]
+
+        ann, off = "ann@example.com", "off@example.com"
+        before, off_before = row(ann), row(off)
+        self.assertTrue(before[0].startswith("$5$"), before)
+        d = self.start(self.mysql('schema = "users"\nrehash = "yescrypt"', database=db))
+        self.assert_no(ann, "wrong")
+        self.assertEqual(row(ann), before, "a wrong password never rewrites")
+        self.assert_ok(ann, "ann-pw")
+        after = row(ann)
+        self.assertTrue(after[0].startswith("$y$"), after)
+        self.assertEqual(after[1], "ann-pw", "clear is not touched: the password did not change")
+        self.assert_ok(ann, "ann-pw")
+        self.assertEqual(row(ann), after, "a current hash is not rewritten")
+        self.assert_no(ann, "wrong")
+        self.assert_no(ann, "$5$")
+        self.assertEqual(row(ann), after)
+        self.assert_no(off, "off-pw")  # disabled: the login fails, nothing is rehashed
+        self.assertEqual(row(off), off_before)
+        log = d.log()
+        self.assertEqual(log.count('reason="rehashed SHA256-CRYPT to yescrypt"'), 1, log)
+        self.assertNotIn("rehash of", log)  # no "skipped" warning
+        for secret in ("ann-pw", "$5$", "$y$", DB_PASSWORD):
+            self.assertNotIn(secret, log)
+
+        # --check-config: where the account may not UPDATE, a rehash that
+        # cannot write is a warning; without rehash the statement is unused.
+        r = self.check_config(self.config(self.mysql('schema = "users"\nrehash = "yescrypt"')))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('rehash = "yescrypt" needs this privilege', r.stderr)
+        r = self.check_config(self.config(self.mysql('schema = "users"')))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("rehash_query", r.stderr)
+        r = self.check_config(self.config(self.mysql('schema = "users"\nrehash = "yescrypt"',
+                                                     database=db)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("rehash_query", r.stderr)  # INSERT/DELETE are denied, UPDATE is not
+        # A rehash_query that does not compare the old credential is refused.
+        r = self.check_config(self.config(self.mysql(
+            'schema = "users"\nrehash = "yescrypt"\n'
+            "rehash_query = \"UPDATE users SET crypt = '%h' WHERE id = '%u'\"", database=db)))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("key 'backend[1].rehash_query': must use %o", r.stderr)
+
+    def test_rehash_on_login_postfixadmin_preset(self):
+        """rehash = "argon2id" on PostfixAdmin's mailbox table: {SHA512-CRYPT}$6$…
+        becomes {ARGON2ID}$argon2id$… (Dovecot's form, which doveadm verifies)."""
+        db = "mailauth_rehash_pfa"
+        self.rehash_database(db, SCHEMA_POSTFIXADMIN)
+        pat_hash = "{SHA512-CRYPT}" + mkpasswd("pat-pw", "sha512crypt")
+        self.db.sql(f"""
+INSERT INTO mailbox (username, password, name, maildir, local_part, domain, created, modified, active) VALUES
+  ('pat@example.org', {sql_str(pat_hash)}, 'Pat', 'example.org/pat/', 'pat', 'example.org',
+   '2001-01-01', '2001-01-01', 1);
+""", db)
+
+        def row():
+            return self.db.rows("SELECT password, modified FROM mailbox "
+                                "WHERE username = 'pat@example.org'", db)[0]
+
+        d = self.start(self.mysql('schema = "postfixadmin"\nrehash = "argon2id"',
+                                  socket_path=self.db.socket, database=db))
+        self.assert_no("pat@example.org", "wrong")
+        self.assertEqual(row(), [pat_hash, "2001-01-01 00:00:00"])
+        self.assert_ok("pat@example.org", "pat-pw")
+        password, modified = row()
+        self.assertTrue(password.startswith("{ARGON2ID}$argon2id$"), password)
+        self.assertNotEqual(modified, "2001-01-01 00:00:00", "modified is set, as by a password change")
+        self.assert_ok("pat@example.org", "pat-pw")
+        self.assert_no("pat@example.org", "wrong")
+        self.assertEqual(row()[0], password, "rehashed once")
+        r = subprocess.run([which("doveadm"), "pw", "-t", password, "-p", "pat-pw"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        log = d.log()
+        self.assertEqual(log.count('reason="rehashed SHA512-CRYPT to argon2id"'), 1, log)
+        self.assertNotIn("rehash of", log)
+
     def test_write_statements_through_the_backend_api(self):
         """The C++ write API (for mailauth-user) against this server: the
         MysqlLive.* unit tests, then SQL checks of what they left behind."""
@@ -772,7 +874,7 @@ GRANT ALL ON mailauth_schema_{preset}.* TO '{DB_USER}'@'localhost';
         r = subprocess.run([UNIT_TESTS, "--gtest_filter=MysqlLive.*"], env=env,
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-2000:])
-        self.assertIn("[  PASSED  ] 4 tests", r.stdout)
+        self.assertIn("[  PASSED  ] 5 tests", r.stdout)
         self.assertNotIn("SKIPPED", r.stdout)
         rows = self.db.rows("SELECT username, maildir, local_part, domain, active, name "
                             "FROM mailbox ORDER BY username", "mailauth_writes")

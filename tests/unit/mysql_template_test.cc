@@ -113,6 +113,22 @@ TEST(MysqlTemplate, WriteEscapes) {
   EXPECT_EQ(t.params, "uNhe");
 }
 
+TEST(MysqlTemplate, OldCredentialEscapeForTheRehash) {
+  Template t = translate(
+      "UPDATE users SET crypt = '%h' WHERE id = '%u' AND crypt = CAST('%o' AS BINARY)", "undho");
+  EXPECT_EQ(t.sql, "UPDATE users SET crypt = ? WHERE id = ? AND crypt = CAST(? AS BINARY)");
+  EXPECT_EQ(t.params, "huo");
+  EXPECT_TRUE(t.uses('o'));
+  // Only the rehash takes it.
+  EXPECT_EQ(translate_error("SELECT c FROM t WHERE id = %u AND c = '%o'"),
+            "%o cannot be used in this statement (it takes %u %n %d %r %s)");
+  EXPECT_EQ(translate_error("UPDATE t SET c = '%h' WHERE id = '%u' AND c = '%o'", "undh"),
+            "%o cannot be used in this statement (it takes %u %n %d %h)");
+  EXPECT_EQ(translate_error("UPDATE t SET c = '%h' WHERE id = '%u' AND c = '%x'", "undho"),
+            "unknown escape %x (this statement takes %u %n %d %h %o; write %% for a literal "
+            "percent sign)");
+}
+
 TEST(MysqlTemplate, ErrorsSayWhatIsWrong) {
   EXPECT_EQ(translate_error("SELECT c FROM t WHERE id = '%x'"),
             "unknown escape %x (this statement takes %u %n %d %r %s; write %% for a literal "
@@ -160,10 +176,12 @@ TEST(MysqlValues, UserSplitsAtTheLastAt) {
   v.enabled = true;
   EXPECT_EQ(v['e'], "1");
   v.stored = "$y$x";
+  v.old = "$5$old";
   v.name = "Carol";
   v.realm = "r";
   v.service = "smtp";
   EXPECT_EQ(v['h'], "$y$x");
+  EXPECT_EQ(v['o'], "$5$old");
   EXPECT_EQ(v['N'], "Carol");
   EXPECT_EQ(v['r'], "r");
   EXPECT_EQ(v['s'], "smtp");
@@ -456,6 +474,97 @@ TEST(MysqlConfig, ErrorsNameTheFileLineAndKey) {
             "test.conf:11: key 'backend[1].list_query': must not be empty");
 }
 
+TEST(MysqlConfig, RehashKeyAndThePresetsRehashQuery) {
+  // Without `rehash`, nothing is rehashed, but the preset still has the statement.
+  auto plain = make(base_config(std::string(kWhere) + "schema = \"users\"\n"));
+  EXPECT_EQ(plain->rehash_scheme(), "");
+  // users: the crypt column, compared as bytes; clear is left alone (the
+  // password did not change).
+  auto b = make(base_config(std::string(kWhere) + "schema = \"users\"\nrehash = \"yescrypt\"\n"));
+  auto& m = as_mysql(b);
+  EXPECT_EQ(m.rehash_scheme(), "yescrypt");
+  ASSERT_EQ(statements(m, MysqlBackend::kRehash).size(), 1u);
+  EXPECT_EQ(statements(m, MysqlBackend::kRehash).at(0).sql,
+            "UPDATE users SET crypt = ? WHERE id = ? AND crypt = CAST(? AS BINARY)");
+  EXPECT_EQ(statements(m, MysqlBackend::kRehash).at(0).params, "huo");
+  EXPECT_EQ(MysqlBackend::key_of(MysqlBackend::kRehash), std::string("rehash_query"));
+  // postfixadmin: the password column, with modified as its password change sets it.
+  auto p = make(base_config(std::string(kWhere) +
+                            "schema = \"postfixadmin\"\nrehash = \"argon2id\"\n"));
+  auto& pm = as_mysql(p);
+  EXPECT_EQ(pm.rehash_scheme(), "argon2id");
+  EXPECT_TRUE(pm.wants_scheme_prefix());
+  EXPECT_EQ(statements(pm, MysqlBackend::kRehash).at(0).sql,
+            "UPDATE mailbox SET password = ?, modified = NOW() WHERE username = ? AND password = "
+            "CAST(? AS BINARY)");
+  EXPECT_EQ(statements(pm, MysqlBackend::kRehash).at(0).params, "huo");
+  // Every scheme pwdfile's rehash takes.
+  for (const char* scheme : {"argon2id", "yescrypt", "bcrypt", "sha512-crypt", "sha256-crypt"}) {
+    auto x = make(base_config(std::string(kWhere) + "schema = \"users\"\nrehash = \"" + scheme +
+                              "\"\n"));
+    EXPECT_EQ(x->rehash_scheme(), scheme);
+  }
+  // A custom statement: %n with %d selects the row too; a list runs in one transaction.
+  auto c = make(base_config(
+      std::string(kWhere) +
+      "query = \"SELECT pw FROM accounts WHERE local = '%n' AND dom = '%d'\"\n"
+      "rehash = \"bcrypt\"\n"
+      "rehash_query = [\"UPDATE accounts SET pw = '%h' WHERE local = '%n' AND dom = '%d' AND "
+      "pw = BINARY '%o'\", \"UPDATE audit SET rehashed = NOW() WHERE login = '%n@%d'\"]\n"));
+  auto& cm = as_mysql(c);
+  EXPECT_EQ(cm.rehash_scheme(), "bcrypt");
+  ASSERT_EQ(statements(cm, MysqlBackend::kRehash).size(), 2u);
+  EXPECT_EQ(statements(cm, MysqlBackend::kRehash).at(0).params, "hndo");
+  // A custom lookup alone has no rehash statement: the operation says so
+  // without touching the (absent) server.
+  auto none = make(base_config(std::string(kWhere) +
+                               "query = \"SELECT crypt FROM users WHERE id = '%u'\"\n"));
+  auto r = as_mysql(none).replace_password("a", "$5$old", "$y$new");
+  EXPECT_EQ(r.status, AccountStore::Status::NotConfigured);
+  EXPECT_EQ(r.message, "no rehash_query is configured (set schema or rehash_query)");
+}
+
+TEST(MysqlConfig, RehashErrors) {
+  const std::string w = std::string(kWhere) + "schema = \"users\"\n";
+  EXPECT_EQ(config_error(w + "rehash = \"md5-crypt\"\n"),
+            "test.conf:11: key 'backend[1].rehash': must be argon2id, yescrypt, bcrypt, "
+            "sha512-crypt or sha256-crypt");
+  EXPECT_EQ(config_error(w + "rehash = \"ARGON2ID\"\n"),
+            "test.conf:11: key 'backend[1].rehash': must be argon2id, yescrypt, bcrypt, "
+            "sha512-crypt or sha256-crypt");
+  EXPECT_EQ(config_error(std::string(kWhere) +
+                         "query = \"SELECT crypt FROM users WHERE id = '%u'\"\n"
+                         "rehash = \"argon2id\"\n"),
+            "test.conf:11: key 'backend[1].rehash': needs rehash_query (or schema = \"users\" or "
+            "\"postfixadmin\", which supply one)");
+  EXPECT_EQ(config_error(w + "rehash_query = \"UPDATE users SET crypt = '%h' WHERE id = '%u'\"\n"),
+            "test.conf:11: key 'backend[1].rehash_query': must use %o, the stored credential the "
+            "login was verified against, so that one changed meanwhile is left alone (e.g. AND "
+            "crypt = CAST('%o' AS BINARY))");
+  EXPECT_EQ(config_error(w + "rehash_query = \"UPDATE users SET crypt = 'x' WHERE id = '%u' AND "
+                             "crypt = '%o'\"\n"),
+            "test.conf:11: key 'backend[1].rehash_query': must use %h, the new stored credential");
+  EXPECT_EQ(config_error(w + "rehash_query = \"UPDATE users SET crypt = '%h' WHERE crypt = "
+                             "'%o'\"\n"),
+            "test.conf:11: key 'backend[1].rehash_query': must use %u (or %n and %d) to select "
+            "the user's row");
+  EXPECT_EQ(config_error(w + "rehash_query = \"UPDATE users SET crypt = '%h' WHERE local = '%n' "
+                             "AND crypt = '%o'\"\n"),
+            "test.conf:11: key 'backend[1].rehash_query': must use %u (or %n and %d) to select "
+            "the user's row");
+  EXPECT_EQ(config_error(w + "rehash_query = \"UPDATE users SET crypt = '%h' WHERE id = '%u' AND "
+                             "crypt = '%o' AND svc = '%s'\"\n"),
+            "test.conf:11: key 'backend[1].rehash_query': %s cannot be used in this statement (it "
+            "takes %u %n %d %h %o)");
+  EXPECT_EQ(config_error(w + "rehash_query = []\n"),
+            "test.conf:11: key 'backend[1].rehash_query': must not be empty");
+  // %o belongs to the rehash alone.
+  EXPECT_EQ(config_error(w + "password_query = \"UPDATE users SET crypt = '%h' WHERE id = '%u' "
+                             "AND crypt = '%o'\"\n"),
+            "test.conf:11: key 'backend[1].password_query': %o cannot be used in this statement "
+            "(it takes %u %n %d %h)");
+}
+
 TEST(MysqlConfig, SchemaTextIsTheShippedSqlFile) {
   for (std::string preset : {"users", "postfixadmin"}) {
     std::ifstream in(std::string(MAILAUTH_TEST_DATA) + "/../../backends/mysql/schema-" + preset +
@@ -609,6 +718,53 @@ TEST(MysqlLive, ApplySchemaCreatesThePresetTables) {
   auto r = as_mysql(readonly).apply_schema();
   EXPECT_EQ(r.status, WS::Refused) << r.message;
   EXPECT_NE(r.message.find("CREATE command denied"), std::string::npos) << r.message;
+}
+
+TEST(MysqlLive, RehashReplacesOnlyTheCredentialTheLoginSaw) {
+  REQUIRE_LIVE_SERVER(server);
+  for (const std::string preset : {"users", "postfixadmin"}) {
+    auto b = server.backend("schema = \"" + preset + "\"\nrehash = \"yescrypt\"\n");
+    auto& m = as_mysql(b);
+    ASSERT_EQ(m.check(), "") << preset;
+    const std::string user = "rehash@" + preset + ".test";
+    auto stored = [&] {
+      return std::string(m.lookup(Query{user, "", "smtp", ""}).credential.stored.view());
+    };
+    ASSERT_EQ(m.add(user, "{PLAIN}Old-Secret", "Rehash", true).status, WS::Done) << preset;
+    const std::string seen = stored();  // as the login's lookup returned it, prefix and all
+    ASSERT_EQ(seen, "{PLAIN}Old-Secret");
+
+    // Not the stored credential: nothing is written.
+    auto r = m.replace_password(user, "{PLAIN}other", "{PLAIN}new");
+    EXPECT_EQ(r.status, WS::NotFound) << preset << ": " << r.message;
+    EXPECT_EQ(r.message, "the credential changed meanwhile (no row matched rehash_query)");
+    // Compared as bytes, not by the column's case-insensitive, space-padding
+    // collation.
+    EXPECT_EQ(m.replace_password(user, "{plain}old-secret", "{PLAIN}new").status, WS::NotFound)
+        << preset;
+    EXPECT_EQ(m.replace_password(user, seen + " ", "{PLAIN}new").status, WS::NotFound) << preset;
+    EXPECT_EQ(stored(), seen) << preset;
+
+    // The admin sets a password between the login's lookup and its rehash.
+    ASSERT_EQ(m.set_password(user, "{PLAIN}admin-set").status, WS::Done);
+    EXPECT_EQ(m.replace_password(user, seen, "{PLAIN}rehashed").status, WS::NotFound) << preset;
+    EXPECT_EQ(stored(), "{PLAIN}admin-set") << preset;
+
+    // Still the credential the login saw: replaced, once.
+    r = m.replace_password(user, "{PLAIN}admin-set", "{PLAIN}rehashed");
+    EXPECT_EQ(r.status, WS::Done) << preset << ": " << r.message;
+    EXPECT_EQ(stored(), "{PLAIN}rehashed") << preset;
+    EXPECT_EQ(m.replace_password(user, "{PLAIN}admin-set", "{PLAIN}again").status, WS::NotFound);
+    EXPECT_EQ(stored(), "{PLAIN}rehashed") << preset;
+    // Nobody, or a name no utf8mb4 column holds: no row.
+    EXPECT_EQ(m.replace_password("nobody@" + preset + ".test", "{PLAIN}rehashed", "{PLAIN}x").status,
+              WS::NotFound);
+    EXPECT_EQ(m.replace_password("\xFF", "{PLAIN}rehashed", "{PLAIN}x").status, WS::NotFound);
+    EXPECT_EQ(stored(), "{PLAIN}rehashed") << preset;
+
+    ASSERT_EQ(m.remove(user).status, WS::Done) << preset;  // test_mysql.py counts the rows left
+    EXPECT_EQ(m.replace_password(user, "{PLAIN}rehashed", "{PLAIN}x").status, WS::NotFound);
+  }
 }
 
 TEST(MysqlLive, LookupEdgeCases) {
