@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "src/util/secret.h"
+#include "version.h"
 
 namespace mailauth::cli {
 
@@ -64,6 +65,17 @@ std::vector<std::string> Args::rest() {
   std::vector<std::string> out(args_.begin() + static_cast<long>(pos_), args_.end());
   pos_ = args_.size();
   return out;
+}
+
+void Args::help_or_version(const std::string& flag, const char* help) const {
+  if (flag == "--help" || flag == "-h") {
+    std::cout << help;
+    std::exit(0);
+  }
+  if (flag == "--version" || flag == "-v") {
+    std::cout << program_ << " " << MAILAUTH_VERSION << "\n";
+    std::exit(0);
+  }
 }
 
 void Args::usage_error(std::string_view message) const {

@@ -31,6 +31,9 @@ class Args {
   std::vector<std::string> rest();
 
   [[noreturn]] void usage_error(std::string_view message) const;
+  // --help/-h prints `help`, --version/-v prints "PROGRAM VERSION"; both
+  // exit 0.  Any other flag: returns and does nothing.
+  void help_or_version(const std::string& flag, const char* help) const;
 
  private:
   std::string program_;

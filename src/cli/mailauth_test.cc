@@ -90,13 +90,8 @@ int main(int argc, char** argv) {
   BenchOptions bopt;
   while (!args.done()) {
     const std::string a = args.next();
-    if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
-      return 0;
-    } else if (a == "--version" || a == "-v") {
-      std::cout << "mailauth-test " << MAILAUTH_VERSION << "\n";
-      return 0;
-    } else if (a == "-u") {
+    args.help_or_version(a, kHelp);
+    if (a == "-u") {
       user = args.value(a);
     } else if (a == "-p") {
       password = args.value(a);

@@ -550,13 +550,8 @@ int main(int argc, char** argv) {
   Options opt;
   while (!args.done()) {
     const std::string a = args.next();
-    if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
-      return 0;
-    } else if (a == "--version" || a == "-v") {
-      std::cout << "mailauth-user " << MAILAUTH_VERSION << "\n";
-      return 0;
-    } else if (a == "--config") {
+    args.help_or_version(a, kHelp);
+    if (a == "--config") {
       opt.config = args.value(a);
     } else if (a == "--backend") {
       opt.backend = args.value(a);

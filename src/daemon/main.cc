@@ -118,13 +118,8 @@ int saslauthd_main(mailauth::cli::Args& args) {
   mailauth::config::SaslauthdArgs s;
   while (!args.done()) {
     const std::string a = args.next();
-    if (a == "-h" || a == "--help") {
-      std::cout << kHelp;
-      return 0;
-    } else if (a == "-v" || a == "--version") {
-      std::cout << "mailauthd " << MAILAUTH_VERSION << "\n";
-      return 0;
-    } else if (a == "-a") {
+    args.help_or_version(a, kHelp);
+    if (a == "-a") {
       s.mech = args.value(a);
     } else if (a == "-O") {
       s.option = args.value(a);
@@ -163,13 +158,8 @@ int main(int argc, char** argv) {
   mailauth::DaemonOptions opt;
   while (!args.done()) {
     const std::string a = args.next();
-    if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
-      return 0;
-    } else if (a == "--version" || a == "-v") {
-      std::cout << "mailauthd " << MAILAUTH_VERSION << "\n";
-      return 0;
-    } else if (a == "--config") {
+    args.help_or_version(a, kHelp);
+    if (a == "--config") {
       opt.config_path = args.value(a);
     } else if (a == "--foreground") {
       opt.foreground = true;
