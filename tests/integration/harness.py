@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -296,3 +297,64 @@ def prometheus_value(text, name, **labels):
                 continue
             return float(value)
     return 0.0
+
+
+class RecordingProxy:
+    """A UNIX-socket proxy that forwards to `upstream` and records every byte
+    the clients send: what a real client (Postfix, doveadm) puts on the wire."""
+
+    def __init__(self, path, upstream, mode=0o666):
+        self.upstream = upstream
+        self.chunks = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        os.chmod(path, mode)
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _pump(self, src, dst, record):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if record:
+                    with self.lock:
+                        self.chunks.append(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # The first direction to finish ends both.
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            src.close()
+
+    def _serve(self):
+        while not self.stop_event.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(self.upstream)
+            threading.Thread(target=self._pump, args=(client, up, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client, False), daemon=True).start()
+
+    def recorded(self):
+        with self.lock:
+            return b"".join(self.chunks).decode(errors="replace")
+
+    def close(self):
+        self.stop_event.set()
+        self.thread.join(5)
+        self.sock.close()

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import (DaemonTestCase, DovecotConnection, mkpasswd, which)
+from harness import (DaemonTestCase, DovecotConnection, RecordingProxy, mkpasswd, which)
 
 SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -126,6 +126,27 @@ path = "{self.passwd}"
         self.assertIn("result=ok proto=dovecot mech=PLAIN user=alice service=smtp realm= rip=192.0.2.5",
                       d.log())
         self.assertIn("service=doveadm", d.log())
+
+    def test_what_doveadm_really_sends_matches_the_golden_transcript(self):
+        """Dovecot's own doveadm, through a recording proxy: its bytes are the
+        client lines of tests/data/transcripts/doveadm-auth-test.txt."""
+        real = self.path("private/auth-real")
+        self.daemon(self.config().replace(f'socket = "{self.sock}"', f'socket = "{real}"'),
+                    socket_path=real)
+        proxy = RecordingProxy(self.sock, real)
+        try:
+            r = subprocess.run([which("doveadm"), "auth", "test", "-a", self.sock, "-x", "service=smtp",
+                                "-x", "rip=192.0.2.1", "-x", "secured", "alice", "s3cret"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            proxy.close()
+        sent = proxy.recorded().splitlines()
+        with open(os.path.join(TRANSCRIPTS, "doveadm-auth-test.txt")) as f:
+            golden = [l[3:].replace("\\t", "\t") for l in f.read().splitlines() if l.startswith("C: ")]
+        # The CPID is doveadm's pid: compare everything else byte for byte.
+        self.assertRegex(sent[1], r"^CPID\t\d+$")
+        self.assertEqual([sent[0], sent[2]], [golden[0], golden[2]])
 
     def test_every_mechanism_with_every_stored_form(self):
         self.start(mechanisms=("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"))

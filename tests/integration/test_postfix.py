@@ -10,11 +10,13 @@ under the test's temporary directory) asks mailauthd, and real SMTP clients
 Every test asserts the SMTP reply codes: 235 accepted, 535 rejected, 454
 temporary failure (the client should retry; fail2ban must not count it).
 """
+import base64
 import os
+import re
 import subprocess
 import unittest
 
-from harness import mkpasswd, which
+from harness import RecordingProxy, mkpasswd, which
 from postfix import PostfixTestCase, gsasl_smtp_auth, swaks_auth
 
 
@@ -110,6 +112,47 @@ path = "{self.passwd}"
         self.assertNotIn("alice-pw", log)
         self.assertIn("SASL LOGIN authentication failed", pf.log())
         self.stop_postfix(pf)
+
+    def test_what_postfix_really_sends_matches_the_golden_transcripts(self):
+        """A recording proxy between Postfix and mailauthd: the bytes the real
+        smtpd sends have the shape the golden transcripts (replayed in
+        test_dovecot) assume, and mailauthd answers them."""
+        pf = self.dovecot_postfix()
+        real = self.path("run/auth-real")
+        cfg = self.config(pf).replace(f'socket = "{pf.queue_dir}/private/auth"', f'socket = "{real}"')
+        self.daemon(cfg, socket_path=real)
+        proxy = RecordingProxy(self.dovecot_socket(pf), real)
+        try:
+            pf.start()
+            self.assert_auth(pf, "alice", "alice-pw", 235, "PLAIN")
+            self.assert_auth(pf, "alice", "wrong", 535, "LOGIN")
+        finally:
+            self.stop_postfix(pf)
+            proxy.close()
+        stream = proxy.recorded()
+        with open(self.path("postfix-recording.txt"), "w") as f:
+            f.write(stream)
+        lines = stream.splitlines()
+        self.assertRegex(lines[0], r"^VERSION\t1\t\d+$")
+        self.assertRegex(lines[1], r"^CPID\t[1-9]\d*$")
+        auths = [l for l in lines if l.startswith("AUTH\t")]
+        self.assertEqual(len(auths), 2, stream)
+        # Postfix's AUTH line: AUTH id MECH service=smtp nologin lip= rip= [secured] [resp=]
+        shape = re.compile(r"^AUTH\t(\d+)\t(PLAIN|LOGIN)\tservice=smtp\tnologin\t"
+                           r"lip=127\.0\.0\.1\trip=127\.0\.0\.1(\tsecured)?(\tresp=(\S*))?$")
+        plain = shape.match(auths[0])
+        self.assertIsNotNone(plain, auths[0])
+        self.assertTrue(base64.b64decode(plain.group(5)).endswith(b"alice\0alice-pw"))
+        self.assertIsNotNone(shape.match(auths[1]), auths[1])
+        self.assertTrue(any(l.startswith("CONT\t") for l in lines), "LOGIN continues with CONT")
+        # The golden transcript's Postfix AUTH lines have exactly this shape.
+        source = os.environ.get("MAILAUTH_SOURCE") or os.path.join(os.path.dirname(__file__), "..", "..")
+        with open(os.path.join(source, "tests", "data", "transcripts", "postfix-plain.txt")) as f:
+            golden = [l[3:].replace("\\t", "\t") for l in f.read().splitlines()
+                      if l.startswith(r"C: AUTH\t") and r"\tplain\t" not in l]
+        self.assertTrue(golden)
+        for l in golden:
+            self.assertIsNotNone(shape.match(l.replace("127.0.0.2", "127.0.0.1")), l)
 
     def test_dovecot_scram_sha_256_with_gsasl(self):
         self.write("passwd", "bob:" + doveadm_pw("bob-scram-pw") + "\n")
