@@ -263,10 +263,14 @@ void DovecotServer::apply(Conn& c, Request& r, sasl::Step step) {
       log(r, auth::Outcome::Ok, r.backend, "");
       succeed(c, r, r.user, step.final_data);
       return;
-    case K::Failure:
-      log(r, auth::Outcome::Fail, r.backend, step.reason);
-      fail(c, r, step.reason, true);
+    case K::Failure: {
+      // An unknown user's SCRAM exchange runs on with decoy values and fails
+      // at the proof; the log says why the user was unknown.
+      const std::string& why = r.unknown_reason.empty() ? step.reason : r.unknown_reason;
+      log(r, auth::Outcome::Fail, r.backend, why);
+      fail(c, r, why, true);
       return;
+    }
   }
 }
 
@@ -331,7 +335,7 @@ void DovecotServer::fetch_credential(Conn& c, Request& r, std::string user) {
           fail(*conn, req, found.reason, true);
           return;
         }
-        if (found.unknown && step->kind == sasl::Step::Kind::Failure) step->reason = found.reason;
+        if (found.unknown) req.unknown_reason = found.reason;
         apply(*conn, req, std::move(*step));
       });
 }

@@ -54,6 +54,7 @@ class DovecotServer {
     std::chrono::steady_clock::time_point start;
     std::string user;         // once known
     std::string backend = "-";  // the backend that supplied the credential
+    std::string unknown_reason;  // why the credential lookup found nobody (SCRAM fails later)
     bool working = false;     // a worker job or a delay timer is pending
     EventLoop::TimerId timer = 0;  // failure delay, or expiry while waiting for CONT
   };

@@ -194,6 +194,28 @@ path = "{shadow}"
         self.assertEqual(proc.wait(10), 0)
         self.started.remove(proc.pid)
 
+    def test_mechanisms_that_need_a_stored_credential_fail_cleanly_with_pam(self):
+        """PAM can only say yes or no to a password: PLAIN and LOGIN work,
+        CRAM-MD5 and SCRAM fail with the reason in the log, never an accept."""
+        auth = self.path("private/auth")
+        d = self.daemon(f"""
+[daemon]
+log = "stderr"
+[dovecot]
+socket = "{auth}"
+mode = "0666"
+failure_delay = "0s"
+mechanisms = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"]
+[[backend]]
+type = "pam"
+service = "imap"
+confdir = "{self.path('pam.d')}"
+""", socket_path=auth)
+        for mech, code in (("PLAIN", 0), ("LOGIN", 0), ("CRAM-MD5", 1), ("SCRAM-SHA-256", 1)):
+            r = self.mailauth_test("--dovecot", "-f", auth, "--mech", mech, "-u", "alice", "-p", "alice-pw")
+            self.assertEqual(r.returncode, code, (mech, r.stdout, r.stderr))
+        self.assertEqual(d.log().count("backend pam can only verify passwords: use PLAIN or LOGIN"), 2)
+
     def test_brute_force_through_pam_does_not_delay_a_right_login(self):
         """Wrong passwords from many clients at once, through PAM (whose own
         3 s delay is configured): a right login, concurrently, is answered well
