@@ -218,6 +218,9 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     m.request_timeout = s.get_duration("request_timeout", std::chrono::seconds(10));
     if (m.request_timeout.count() == 0) s.fail("request_timeout", "must be more than 0");
     m.max_field = static_cast<std::size_t>(s.get_int("max_field", 1024, 256, 8192));
+    m.failure_delay = s.get_duration("failure_delay", std::chrono::seconds(0));
+    if (m.failure_delay > std::chrono::seconds(8))
+      s.fail("failure_delay", "must be at most 8s");
     s.reject_unknown_keys();
     cfg.mux = std::move(m);
   }

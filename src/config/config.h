@@ -96,6 +96,7 @@ struct MuxConfig {
   bool join_realm = false;
   std::chrono::milliseconds request_timeout{10'000};
   std::size_t max_field = 1024;  // bytes per field; saslauthd's own limit is 256
+  std::chrono::milliseconds failure_delay{0};  // NO held back this long (a timer)
 };
 
 // The Dovecot auth client protocol ([dovecot]).

@@ -338,7 +338,7 @@ class Daemon {
           (dovecot && !same_socket(next.dovecot->socket, dovecot->config().socket)))
         log::warning("reload: [dovecot] socket settings changed; they take effect on restart");
       if (mux && next.mux)
-        mux->set_options(next.mux->join_realm, next.mux->request_timeout, next.mux->max_field);
+        mux->set_options(*next.mux);
       if (dovecot && next.dovecot) dovecot->set_options(*next.dovecot);
       if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user ||
           next.daemon.control_socket != cfg_.daemon.control_socket)

@@ -38,11 +38,11 @@ void MuxServer::stop_accepting() {
   listener_->remove_file();
 }
 
-void MuxServer::set_options(bool join_realm, std::chrono::milliseconds timeout,
-                            std::size_t max_field) {
-  config_.join_realm = join_realm;
-  config_.request_timeout = timeout;
-  config_.max_field = max_field;
+void MuxServer::set_options(const config::MuxConfig& next) {
+  config_.join_realm = next.join_realm;
+  config_.request_timeout = next.request_timeout;
+  config_.max_field = next.max_field;
+  config_.failure_delay = next.failure_delay;
 }
 
 MuxServer::Conn* MuxServer::find(std::uint64_t id) {
@@ -171,7 +171,19 @@ void MuxServer::start_auth(Conn& c) {
     if (conn == nullptr) return;
     switch (result.outcome) {
       case auth::Outcome::Ok: send_reply(*conn, "OK"); break;
-      case auth::Outcome::Fail: send_reply(*conn, kFailReply); break;
+      case auth::Outcome::Fail:
+        if (config_.failure_delay.count() > 0) {
+          // Hold the NO back on a timer; no worker waits.
+          conn->timer = loop_.add_timer(config_.failure_delay, [this, id] {
+            if (Conn* c2 = find(id)) {
+              c2->timer = 0;
+              send_reply(*c2, kFailReply);
+            }
+          });
+        } else {
+          send_reply(*conn, kFailReply);
+        }
+        break;
       case auth::Outcome::TempFail:
         // No reply: the client sees a failed read, which Postfix turns into
         // a temporary 454 instead of a permanent 535.

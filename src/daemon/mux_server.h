@@ -34,7 +34,7 @@ class MuxServer {
   void stop_accepting();
   std::size_t connections() const { return conns_.size(); }
   // New requests use these settings (reload); the socket stays as it is.
-  void set_options(bool join_realm, std::chrono::milliseconds timeout, std::size_t max_field);
+  void set_options(const config::MuxConfig& next);
   const config::MuxConfig& config() const { return config_; }
 
  private:
