@@ -19,6 +19,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
+# The output of `make check` ends with ctest's summary, not make's chatter.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all build deps test-deps run check check-fast check-asan fuzz install clean
 
