@@ -12,9 +12,10 @@ constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground]
        mailauthd -a MECH [-O OPTION] [-m DIR] [-c] [-r] [-n N] [-s SIZE] [-t SECONDS] [-d]
 
 mailauthd checks mail users' passwords for Postfix (and anything else that
-speaks the saslauthd "mux" protocol) against an ordered chain of backends.
-It serves UNIX sockets from one event loop and does the slow work (hash
-checks, file and database lookups) on a pool of worker threads.
+speaks the saslauthd "mux" protocol or Dovecot's auth client protocol)
+against an ordered chain of backends: pwdfile, mysql, pam, shadow.  It
+serves UNIX sockets from one event loop and does the slow work (hash
+checks, file and database lookups, PAM) on a pool of worker threads.
 
 Options:
   --config FILE    configuration file (TOML)
