@@ -1,6 +1,7 @@
 // mailauth-test: testsaslauthd's twin, and mailauth's load generator.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <memory>
@@ -16,7 +17,7 @@
 namespace {
 
 constexpr const char* kHelp = R"(Usage:
-  mailauth-test -u USER [-p PASS] [-r REALM] [-s SERVICE] [-f SOCKET]
+  mailauth-test -u USER [-p PASS] [-r REALM] [-s SERVICE] [-f SOCKET] [-R N]
   mailauth-test --dovecot [-f SOCKET] [--mech MECH] [--rip ADDR] -u USER [-p PASS]
   mailauth-test [--dovecot] --bench [--users FILE] [--count N] [--duration S]
                 [--concurrency C] [--wrong FRACTION] [--persistent] [--json]
@@ -42,6 +43,7 @@ Options:
   --mech MECH       with --dovecot: PLAIN (default), LOGIN, CRAM-MD5,
                     SCRAM-SHA-1, SCRAM-SHA-256
   --rip ADDR        with --dovecot: the client address sent as rip=
+  -R N              ask N times, as testsaslauthd -R (lines "0: …", "1: …")
   --timeout S       seconds to wait for the answer [default: 30]
   --help, --version
 
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
   std::string control_socket;
   std::vector<std::string> control_words;
   long long timeout_s = 30;
+  long long repeat = 1;
   BenchOptions bopt;
   while (!args.done()) {
     const std::string a = args.next();
@@ -104,6 +107,8 @@ int main(int argc, char** argv) {
       socket = args.value(a);
     } else if (a == "--password-stdin") {
       password_stdin = true;
+    } else if (a == "-R") {
+      repeat = args.int_value(a, 1, 1'000'000);
     } else if (a == "--timeout") {
       timeout_s = args.int_value(a, 1, 3600);
     } else if (a == "--bench") {
@@ -231,13 +236,22 @@ int main(int argc, char** argv) {
     }
     return 3;
   }
-  MuxAnswer r = mux_authenticate(socket, user, password, service, realm, timeout);
-  mailauth::wipe(password.data(), password.size());
-  switch (r.kind) {
-    case MuxAnswer::Ok: std::cout << "0: OK \"Success.\"\n"; return 0;
-    case MuxAnswer::No: std::cout << "0: NO \"authentication failed\"\n"; return 1;
-    case MuxAnswer::NoReply:
-    case MuxAnswer::Error: std::cerr << args.program() << ": " << r.error << "\n"; return 3;
+  int status = 0;
+  for (long long i = 0; i < repeat; ++i) {
+    MuxAnswer r = mux_authenticate(socket, user, password, service, realm, timeout);
+    switch (r.kind) {
+      case MuxAnswer::Ok: std::cout << i << ": OK \"Success.\"\n"; break;
+      case MuxAnswer::No:
+        std::cout << i << ": NO \"authentication failed\"\n";
+        status = std::max(status, 1);
+        break;
+      case MuxAnswer::NoReply:
+      case MuxAnswer::Error:
+        std::cerr << args.program() << ": " << r.error << "\n";
+        status = 3;
+        break;
+    }
   }
-  return 3;
+  mailauth::wipe(password.data(), password.size());
+  return status;
 }

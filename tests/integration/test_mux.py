@@ -99,6 +99,12 @@ path = "{passwd or self.passwd}"
         r = self.mailauth_test("--frobnicate")
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown option '--frobnicate'", r.stderr)
+        # -R N repeats, numbering the lines as testsaslauthd -R does.
+        r = self.mailauth_test("-f", self.sock, "-u", "alice", "-p", "alice-pw", "-R", "3")
+        self.assertEqual((r.returncode, r.stdout.splitlines()),
+                         (0, ['0: OK "Success."', '1: OK "Success."', '2: OK "Success."']))
+        tsa = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-R", "3")
+        self.assertEqual(tsa.stdout, r.stdout, "the same output as Cyrus's own client")
         r = self.mailauth_test("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("Usage:", r.stdout)
