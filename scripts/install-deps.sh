@@ -11,7 +11,7 @@
 # system's copies during installation.
 set -eu
 
-BUILD_PKGS="build-essential cmake pkg-config g++ make
+BUILD_PKGS="build-essential cmake pkg-config g++ make help2man
   libsodium-dev libcrypt-dev libargon2-dev libssl-dev libtomlplusplus-dev
   libmariadb-dev libpam0g-dev libsystemd-dev libgtest-dev googletest"
 

@@ -56,7 +56,8 @@ class PackagingTest(DaemonTestCase):
                      "etc/mailauth/mailauthd.conf", "lib/systemd/system/mailauthd.service",
                      "lib/systemd/system/mailauthd-mux.socket",
                      "lib/systemd/system/mailauthd-dovecot.socket",
-                     "usr/share/doc/mailauth/README.md"):
+                     "usr/share/doc/mailauth/README.md", "usr/share/man/man8/mailauthd.8",
+                     "usr/share/man/man1/mailauth-test.1", "usr/share/man/man8/mailauth-user.8"):
             self.assertTrue(os.path.exists(os.path.join(dest, path)), path)
         with open(os.path.join(dest, "lib/systemd/system/mailauthd.service")) as f:
             self.assertIn("ExecStart=/usr/sbin/mailauthd ", f.read())
