@@ -7,7 +7,7 @@
 #include <exception>
 #include <map>
 
-#include "src/daemon/metrics.h"
+#include "src/runtime/metrics.h"
 #include "src/password/schemes.h"
 #include "src/util/log.h"
 
@@ -23,11 +23,16 @@ const char* outcome_name(Outcome o) {
 }
 
 BackendChain::BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends)
-    : backends_(std::move(backends)) {
+    // The decoy until a real credential has been seen: a hash of a random
+    // password with the scheme mailauth-user writes by default.
+    : BackendChain(std::move(backends),
+                   Secret(password::hash("argon2id", password::random_password())), "CRYPT") {}
+
+BackendChain::BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends, Secret decoy,
+                           std::string decoy_scheme)
+    : backends_(std::move(backends)), decoy_(std::move(decoy)),
+      decoy_scheme_(std::move(decoy_scheme)) {
   for (const auto& b : backends_) has_lookup_ |= b->kind() == backend::Backend::Kind::Lookup;
-  // The decoy until a real credential has been seen: a hash of a random
-  // password with the scheme mailauth-user writes by default.
-  decoy_ = Secret(password::hash("argon2id", password::random_password()));
 }
 
 void BackendChain::remember_decoy(const backend::Credential& c) const {
@@ -253,15 +258,11 @@ std::string password_tag(std::string_view password) {
   return std::string(reinterpret_cast<char*>(out), sizeof out);
 }
 
-Authenticator::Authenticator(EventLoop& loop, WorkerPool& pool,
+Authenticator::Authenticator(EventLoop& loop, Executor& executor,
                              std::shared_ptr<const BackendChain> chain, Services services)
-    : loop_(loop), pool_(pool), chain_(std::move(chain)), services_(services) {}
+    : loop_(loop), executor_(executor), chain_(std::move(chain)), services_(std::move(services)) {}
 
-void log_attempt(const AuthRequest& r, const AuthResult& result,
-                 std::chrono::steady_clock::time_point start) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - start)
-                      .count();
+void log_attempt(const AuthRequest& r, const AuthResult& result, long long ms) {
   std::string line = "auth:";
   line += log::kv("result", outcome_name(result.outcome));
   line += log::kv("proto", r.protocol);
@@ -273,135 +274,182 @@ void log_attempt(const AuthRequest& r, const AuthResult& result,
   line += log::kv("backend", result.backend);
   line += log::kv("reason", result.reason);
   if (result.cached) line += log::kv("cached", "yes");
-  line += log::kv("ms", static_cast<long long>(ms));
+  line += log::kv("ms", ms);
   if (result.outcome == Outcome::TempFail) log::warning(line);
   else log::info(line);
 }
 
 void Authenticator::record(const AuthRequest& r, const AuthResult& result,
-                           std::chrono::steady_clock::time_point start) {
-  log_attempt(r, result, start);
-  if (services_.metrics != nullptr) {
-    services_.metrics->record(
-        outcome_name(result.outcome), r.protocol, r.mechanism, result.backend,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    if (result.cached) ++services_.metrics->cache_hits;
-    else if (services_.cache != nullptr && result.outcome != Outcome::TempFail) ++services_.metrics->cache_misses;
+                           std::chrono::steady_clock::time_point start, const Services& services) {
+  const auto elapsed = loop_.now() - start;
+  log_attempt(r, result,
+              std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count());
+  if (services.metrics != nullptr) {
+    services.metrics->record(outcome_name(result.outcome), r.protocol, r.mechanism, result.backend,
+                             std::chrono::duration<double>(elapsed).count());
+    if (result.cached) ++services.metrics->cache_hits;
+    else if (services.cache != nullptr && result.outcome != Outcome::TempFail) ++services.metrics->cache_misses;
   }
-  if (services_.policy != nullptr) {
+  if (services.policy != nullptr) {
     if (result.outcome == Outcome::Fail)
-      services_.policy->failed(r.client_addr, r.user, result.password_tag);
+      services.policy->failed(r.client_addr, r.user, result.password_tag);
     else if (result.outcome == Outcome::Ok)
-      services_.policy->succeeded(r.client_addr, r.user);
+      services.policy->succeeded(r.client_addr, r.user);
   }
 }
 
-void Authenticator::release(const std::string& address_key) {
-  if (services_.policy != nullptr) services_.policy->release(address_key);
-}
+// One admitted request, from admission to its answer.  Owned jointly by the
+// loop-side continuations and the worker job; holds the chain and services
+// it started with.
+struct Authenticator::Attempt {
+  AuthRequest request;
+  Services services;
+  std::shared_ptr<const BackendChain> chain;
+  std::chrono::steady_clock::time_point start;
+  std::string address_key;  // the policy slot to release, once admitted
+  bool admitted = false;
+  bool lookup = false;      // lookup_credential() rather than authenticate()
+  Done done;
+  CredentialWork work;
+  CredentialDone lookup_done;
+};
 
-void Authenticator::admit(const AuthRequest& request, bool no_penalty,
-                          std::function<void(std::string)> go,
-                          std::function<void(const AuthResult&)> refused) {
-  if (services_.policy == nullptr) return go({});
-  Policy::Admission a = services_.policy->admit(request.client_addr, request.user, no_penalty);
-  if (a.refused) {
-    if (services_.metrics != nullptr) services_.metrics->refused_in_flight();
-    return refused(AuthResult{Outcome::TempFail, "-",
-                              "too many requests in flight from this address"});
+namespace {
+AuthResult abandoned_result() {
+  return {Outcome::TempFail, "-", "abandoned by the client before the check"};
+}
+}  // namespace
+
+void Authenticator::admit(const std::shared_ptr<Attempt>& a, bool no_penalty,
+                          std::function<void()> go) {
+  Policy* policy = a->services.policy.get();
+  if (policy == nullptr) return go();
+  Policy::Admission adm = policy->admit(a->request.client_addr, a->request.user, no_penalty);
+  if (adm.refused) {
+    if (a->services.metrics != nullptr) a->services.metrics->refused_in_flight();
+    return finish(a, AuthResult{Outcome::TempFail, "-", "too many requests in flight from this address"});
   }
-  if (a.delay.count() <= 0) return go(a.address_key);
-  if (services_.metrics != nullptr)
-    services_.metrics->penalty(std::chrono::duration<double>(a.delay).count());
-  log::debug("auth: penalty" + log::kv("rip", request.client_addr) + log::kv("user", request.user) +
-             log::kv("ms", static_cast<long long>(a.delay.count())));
-  loop_.add_timer(a.delay, [go = std::move(go), key = a.address_key] { go(key); });
-}
-
-void Authenticator::finish(const std::shared_ptr<AuthRequest>& request, const AuthResult& result,
-                           std::chrono::steady_clock::time_point start,
-                           const std::string& address_key, const Done& done) {
-  --in_flight_;
-  release(address_key);
-  record(*request, result, start);
-  done(result);
+  a->address_key = std::move(adm.address_key);
+  a->admitted = true;
+  if (adm.delay.count() <= 0) return go();
+  if (a->services.metrics != nullptr)
+    a->services.metrics->penalty(std::chrono::duration<double>(adm.delay).count());
+  log::debug("auth: penalty" + log::kv("rip", a->request.client_addr) +
+             log::kv("user", a->request.user) +
+             log::kv("ms", static_cast<long long>(adm.delay.count())));
+  loop_.add_timer(adm.delay, std::move(go));
 }
 
 void Authenticator::authenticate(AuthRequest request, Done done, bool no_penalty) {
-  const auto start = std::chrono::steady_clock::now();
   log::debug("auth: request" + log::kv("proto", request.protocol) + log::kv("user", request.user) +
              log::kv("service", request.service) + log::kv("realm", request.realm) +
              log::kv("rip", request.client_addr) +
              log::kv("password_bytes", static_cast<long long>(request.password.size())));
-  auto shared = std::make_shared<AuthRequest>(std::move(request));
+  auto a = std::make_shared<Attempt>();
+  a->request = std::move(request);
+  a->services = services_;
+  a->chain = chain_;
+  a->start = loop_.now();
+  a->done = std::move(done);
   ++in_flight_;
-  admit(
-      *shared, no_penalty,
-      [this, shared, done, start](std::string key) {
-        auto chain = chain_;
-        CredentialCache* cache = services_.cache;
-        const bool queued = pool_.submit([this, shared, chain, cache, done, start,
-                                          key]() -> WorkerPool::Continuation {
-          AuthResult result = chain->check_password(*shared, cache);
-          if (result.outcome == Outcome::Fail) result.password_tag = password_tag(shared->password.view());
-          shared->password.clear();
-          return [this, shared, result = std::move(result), done, start, key] {
-            const double ms = std::chrono::duration<double, std::milli>(
-                                  std::chrono::steady_clock::now() - start).count();
-            if (!result.unknown_user && result.outcome != Outcome::TempFail && !result.cached) {
-              known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
-            } else if (result.unknown_user && known_ms_ > ms) {
-              // Hold the answer back so that it takes as long as a known user's.
-              const auto pad =
-                  std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
-              if (pad.count() > 0) {
-                loop_.add_timer(pad, [this, shared, result, done, start, key] {
-                  finish(shared, result, start, key, done);
-                });
-                return;
-              }
-            }
-            finish(shared, result, start, key, done);
-          };
-        });
-        if (!queued) finish(shared, AuthResult{Outcome::TempFail, "-", "worker queue full"}, start, key, done);
+  admit(a, no_penalty, [this, a] { run_check(a); });
+}
+
+void Authenticator::run_check(const std::shared_ptr<Attempt>& a) {
+  if (a->request.dead()) return finish(a, abandoned_result());
+  const bool queued = executor_.submit(
+      [this, a]() -> Executor::Continuation {
+        // Worker thread.
+        AuthResult result;
+        if (a->request.dead()) {
+          result = abandoned_result();
+        } else {
+          result = a->chain->check_password(a->request, a->services.cache.get());
+          if (result.outcome == Outcome::Fail)
+            result.password_tag = password_tag(a->request.password.view());
+        }
+        a->request.password.clear();
+        return [this, a, result = std::move(result)]() mutable { answer(a, std::move(result)); };
       },
-      [this, shared, done, start](const AuthResult& refused) {
-        finish(shared, refused, start, {}, done);
-      });
+      [this, a] { answer(a, AuthResult{Outcome::TempFail, "-", "internal error in the check"}); });
+  if (!queued) finish(a, AuthResult{Outcome::TempFail, "-", "worker queue full"});
+}
+
+void Authenticator::answer(const std::shared_ptr<Attempt>& a, AuthResult result) {
+  const double ms = std::chrono::duration<double, std::milli>(loop_.now() - a->start).count();
+  if (!result.unknown_user && result.outcome != Outcome::TempFail && !result.cached) {
+    known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
+  } else if (result.unknown_user && known_ms_ > ms && !a->request.dead()) {
+    // Hold the answer back so that it takes as long as a known user's.
+    const auto pad = std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
+    if (pad.count() > 0) {
+      loop_.add_timer(pad, [this, a, result = std::move(result)] { finish(a, result); });
+      return;
+    }
+  }
+  finish(a, result);
+}
+
+void Authenticator::finish(const std::shared_ptr<Attempt>& a, const AuthResult& result) {
+  if (a->lookup) {
+    BackendChain::CredentialLookup l;
+    l.outcome = result.outcome;
+    l.reason = result.reason;
+    l.backend = result.backend;
+    return finish_lookup(a, l);
+  }
+  --in_flight_;
+  if (a->admitted) a->services.policy->release(a->address_key);
+  a->admitted = false;
+  record(a->request, result, a->start, a->services);
+  a->done(result);
 }
 
 void Authenticator::lookup_credential(AuthRequest request, bool no_penalty, CredentialWork work,
                                       CredentialDone done) {
-  auto shared = std::make_shared<AuthRequest>(std::move(request));
+  auto a = std::make_shared<Attempt>();
+  a->request = std::move(request);
+  a->services = services_;
+  a->chain = chain_;
+  a->start = loop_.now();
+  a->lookup = true;
+  a->work = std::move(work);
+  a->lookup_done = std::move(done);
   ++in_flight_;
-  auto fail_now = [this, done](const AuthResult& r) {
-    --in_flight_;
-    BackendChain::CredentialLookup l;
-    l.outcome = r.outcome;
-    l.reason = r.reason;
-    done(l);
-  };
-  admit(
-      *shared, no_penalty,
-      [this, shared, work, done, fail_now](std::string key) {
-        auto chain = chain_;
-        const bool queued = pool_.submit([this, shared, chain, work, done, key]() -> WorkerPool::Continuation {
-          auto found = std::make_shared<BackendChain::CredentialLookup>(chain->lookup_credential(*shared));
-          work(*found);
-          found->credential.stored.clear();
-          return [this, found, done, key] {
-            --in_flight_;
-            release(key);
-            done(*found);
-          };
-        });
-        if (!queued) {
-          release(key);
-          fail_now(AuthResult{Outcome::TempFail, "-", "worker queue full"});
+  admit(a, no_penalty, [this, a] { run_lookup(a); });
+}
+
+void Authenticator::run_lookup(const std::shared_ptr<Attempt>& a) {
+  if (a->request.dead()) return finish(a, abandoned_result());
+  const bool queued = executor_.submit(
+      [this, a]() -> Executor::Continuation {
+        // Worker thread: the mechanism may derive keys in `work`.
+        auto found = std::make_shared<BackendChain::CredentialLookup>();
+        if (a->request.dead()) {
+          found->outcome = Outcome::TempFail;
+          found->reason = abandoned_result().reason;
+        } else {
+          *found = a->chain->lookup_credential(a->request);
+          a->work(*found);
         }
+        found->credential.stored.clear();
+        return [this, a, found] { finish_lookup(a, *found); };
       },
-      fail_now);
+      [this, a] {
+        BackendChain::CredentialLookup l;
+        l.outcome = Outcome::TempFail;
+        l.reason = "internal error in the lookup";
+        finish_lookup(a, l);
+      });
+  if (!queued) finish(a, AuthResult{Outcome::TempFail, "-", "worker queue full"});
+}
+
+void Authenticator::finish_lookup(const std::shared_ptr<Attempt>& a,
+                                  BackendChain::CredentialLookup& found) {
+  --in_flight_;
+  if (a->admitted) a->services.policy->release(a->address_key);
+  a->admitted = false;
+  a->lookup_done(found);
 }
 
 }  // namespace mailauth::auth

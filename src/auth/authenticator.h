@@ -24,12 +24,9 @@
 #include "src/auth/cache.h"
 #include "src/auth/policy.h"
 #include "src/auth/request.h"
-#include "src/daemon/event_loop.h"
-#include "src/daemon/worker_pool.h"
-
-namespace mailauth {
-class Metrics;
-}
+#include "src/runtime/event_loop.h"
+#include "src/runtime/executor.h"
+#include "src/runtime/metrics.h"
 
 namespace mailauth::auth {
 
@@ -39,6 +36,10 @@ namespace mailauth::auth {
 class BackendChain {
  public:
   explicit BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends);
+  // With the decoy credential to use until a real one has been seen (the
+  // default is an Argon2id hash made here, which takes tens of ms).
+  BackendChain(std::vector<std::unique_ptr<backend::Backend>> backends, Secret decoy,
+               std::string decoy_scheme);
 
   // Worker thread.  Never throws.  With a cache, answers it already knows
   // skip the hash check (or the PAM call), and new answers are stored.
@@ -77,71 +78,88 @@ class BackendChain {
 
 // The one log line per attempt:
 //   auth: result=… proto=… mech=… user=… service=… realm=… rip=… backend=… reason=… ms=…
-void log_attempt(const AuthRequest& request, const AuthResult& result,
-                 std::chrono::steady_clock::time_point start);
+void log_attempt(const AuthRequest& request, const AuthResult& result, long long ms);
 
 // Build the chain a configuration describes.  Throws config::ConfigError.
 std::shared_ptr<const BackendChain> build_chain(const config::Config& config);
 
-// What the authenticator works with besides the chain; all optional, all
-// owned by the daemon and outliving the authenticator.
+// What the authenticator works with besides the chain; all optional.  Shared:
+// every request in flight holds the services it started with, so a reload
+// may replace or drop any of them at any moment (a worker never touches a
+// cache the reload destroyed; a policy slot is released into the policy
+// that granted it).
 struct Services {
-  Metrics* metrics = nullptr;
-  CredentialCache* cache = nullptr;
-  Policy* policy = nullptr;
+  std::shared_ptr<Metrics> metrics;
+  std::shared_ptr<CredentialCache> cache;
+  std::shared_ptr<Policy> policy;
 };
+
+// The services a configuration asks for.  The cache of `current` is kept if
+// its settings did not change (its keys already track credential changes);
+// the policy of `current` is kept with the new options (counters survive a
+// reload).  `metrics` is passed through.
+Services make_services(const config::Config& config, const Services& current, Clock clock);
 
 // A keyed hash of a password, to recognise a repeated wrong password without
 // keeping it.  Worker or loop thread.
 std::string password_tag(std::string_view password);
 
+// Loop thread only (but for what the worker jobs it submits do).
 class Authenticator {
  public:
   using Done = std::function<void(const AuthResult&)>;
 
-  Authenticator(EventLoop& loop, WorkerPool& pool, std::shared_ptr<const BackendChain> chain,
+  Authenticator(EventLoop& loop, Executor& executor, std::shared_ptr<const BackendChain> chain,
                 Services services = {});
 
-  // Loop thread.  Checks a password: the brute-force policy first (refusal or
-  // a penalty delay), then the chain on a worker.  `done` runs later on the
-  // loop thread, exactly once, after the attempt has been recorded.
+  // Checks a password: the brute-force policy first (refusal or a penalty
+  // delay), then the chain on a worker.  `done` runs later on the loop
+  // thread, exactly once, after the attempt has been recorded — also when
+  // the request died meanwhile (request.life): the caller drops that answer.
   // `no_penalty`: the client asked to skip penalties (Dovecot's no-penalty).
   void authenticate(AuthRequest request, Done done, bool no_penalty = false);
 
-  // Loop thread.  For mechanisms that need the stored credential: the
-  // policy, then lookup_credential() and `work` on a worker (where a
-  // mechanism may derive keys), then `done` on the loop.  The caller records
-  // the attempt's outcome with record() when the exchange ends.
+  // For mechanisms that need the stored credential: the policy, then
+  // lookup_credential() and `work` on a worker (where a mechanism may derive
+  // keys), then `done` on the loop, exactly once.  The caller records the
+  // attempt's outcome with record() when the exchange ends.
   using CredentialWork = std::function<void(BackendChain::CredentialLookup&)>;
   using CredentialDone = std::function<void(BackendChain::CredentialLookup&)>;
   void lookup_credential(AuthRequest request, bool no_penalty, CredentialWork work,
                          CredentialDone done);
 
-  // Loop thread.  The one log line of an attempt, its metrics, and its
-  // feedback to the brute-force policy.
+  // The one log line of an attempt, its metrics, and its feedback to the
+  // brute-force policy.  `start` is on the loop's clock.
   void record(const AuthRequest& request, const AuthResult& result,
-              std::chrono::steady_clock::time_point start);
+              std::chrono::steady_clock::time_point start) {
+    record(request, result, start, services_);
+  }
 
-  // Loop thread.  New requests use the new chain / services.
+  // New requests use the new chain / services; requests in flight finish
+  // with what they started with.
   void set_chain(std::shared_ptr<const BackendChain> chain) { chain_ = std::move(chain); }
-  void set_services(Services services) { services_ = services; }
+  void set_services(Services services) { services_ = std::move(services); }
   const std::shared_ptr<const BackendChain>& chain() const { return chain_; }
   const Services& services() const { return services_; }
-  WorkerPool& pool() { return pool_; }
+  EventLoop& loop() { return loop_; }
+  // Password checks and credential lookups admitted and not yet answered.
   std::size_t in_flight() const { return in_flight_; }
 
  private:
-  // Applies the policy; runs `go` now or after the penalty, or answers a
-  // refusal through `refused`.  Returns the address key to release.
-  void admit(const AuthRequest& request, bool no_penalty, std::function<void(std::string)> go,
-             std::function<void(const AuthResult&)> refused);
-  void finish(const std::shared_ptr<AuthRequest>& request, const AuthResult& result,
-              std::chrono::steady_clock::time_point start, const std::string& address_key,
-              const Done& done);
-  void release(const std::string& address_key);
+  struct Attempt;
+  void record(const AuthRequest& request, const AuthResult& result,
+              std::chrono::steady_clock::time_point start, const Services& services);
+  void admit(const std::shared_ptr<Attempt>& attempt, bool no_penalty,
+             std::function<void()> go);
+  void run_check(const std::shared_ptr<Attempt>& attempt);
+  void run_lookup(const std::shared_ptr<Attempt>& attempt);
+  void answer(const std::shared_ptr<Attempt>& attempt, AuthResult result);
+  void finish(const std::shared_ptr<Attempt>& attempt, const AuthResult& result);
+  void finish_lookup(const std::shared_ptr<Attempt>& attempt,
+                     BackendChain::CredentialLookup& found);
 
   EventLoop& loop_;
-  WorkerPool& pool_;
+  Executor& executor_;
   std::shared_ptr<const BackendChain> chain_;
   Services services_;
   std::size_t in_flight_ = 0;

@@ -2,11 +2,29 @@
 // and its outcome.
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <string>
 
 #include "src/util/secret.h"
 
 namespace mailauth::auth {
+
+// Whether the client still wants the answer to a request.  The protocol side
+// owns its requests and kill()s one when the client cancels it, its deadline
+// passes or its connection goes away; work queued for a dead request is
+// skipped, and a completion that finds its request dead is dropped (and
+// counted), never delivered to whatever now uses the same wire id.  Ids
+// name live requests on the wire; a Liveness is never reused.
+class Liveness {
+ public:
+  void kill() { dead_.store(true, std::memory_order_relaxed); }
+  // Any thread.
+  bool dead() const { return dead_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> dead_{false};
+};
 
 struct AuthRequest {
   std::string protocol;     // "mux" or "dovecot", for the log line
@@ -16,6 +34,10 @@ struct AuthRequest {
   std::string service;      // "smtp", "imap", …
   std::string client_addr;  // remote IP when known
   Secret password;
+  // The request this attempt answers; null for callers that always want the
+  // answer (tests, the command-line tools).
+  std::shared_ptr<const Liveness> life;
+  bool dead() const { return life != nullptr && life->dead(); }
 };
 
 enum class Outcome {

@@ -11,15 +11,13 @@
 // default: only root (or control_group with control_mode 0660) may use it.
 #pragma once
 
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
-#include "src/daemon/event_loop.h"
-#include "src/daemon/listener.h"
+#include "src/net/server.h"
+#include "src/runtime/event_loop.h"
 
 namespace mailauth {
 
@@ -35,27 +33,14 @@ class ControlServer {
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
-  void stop_accepting();
+  void stop_accepting() { server_.stop_accepting(); }
 
  private:
-  struct Conn {
-    UniqueFd fd;
-    std::string in, out;
-    std::size_t out_pos = 0;
-    EventLoop::TimerId timer = 0;
-    bool answered = false;
-  };
-  void on_accept();
-  void on_event(std::uint64_t id);
+  class Session;
   std::string execute(const std::string& line);
-  void close(std::uint64_t id);
 
-  EventLoop& loop_;
-  std::unique_ptr<UnixListener> listener_;
   Handlers handlers_;
-  bool accepting_ = true;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
-  std::uint64_t next_id_ = 1;
+  net::Server server_;  // last: destroyed first
 };
 
 }  // namespace mailauth

@@ -22,11 +22,11 @@
 
 #include "src/daemon/control_server.h"
 #include "src/daemon/dovecot_server.h"
-#include "src/daemon/metrics.h"
-#include "src/daemon/event_loop.h"
-#include "src/daemon/listener.h"
+#include "src/runtime/metrics.h"
+#include "src/runtime/event_loop.h"
+#include "src/net/listener.h"
 #include "src/daemon/mux_server.h"
-#include "src/daemon/worker_pool.h"
+#include "src/runtime/worker_pool.h"
 #include "src/password/schemes.h"
 #include "src/util/log.h"
 #include "version.h"
@@ -134,10 +134,10 @@ class Daemon {
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
     check_not_root();
 
-    EventLoop loop;
+    EpollLoop loop;
     WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
-    apply_services_config();
-    auth::Authenticator authenticator(loop, pool, chain_, services());
+    services_ = auth::make_services(cfg_, services_, auth::system_clock());
+    auth::Authenticator authenticator(loop, pool, chain_, services_);
     std::unique_ptr<MuxServer> mux;
     std::unique_ptr<DovecotServer> dovecot;
     std::unique_ptr<ControlServer> control;
@@ -156,11 +156,13 @@ class Daemon {
         g.in_flight = authenticator.in_flight();
         g.mux_connections = mux ? mux->connections() : 0;
         g.dovecot_connections = dovecot ? dovecot->connections() : 0;
-        g.cache_entries = cache_ ? cache_->size() : 0;
-        return metrics_.prometheus(g);
+        g.cache_entries = services_.cache ? services_.cache->size() : 0;
+        return services_.metrics->prometheus(g);
       };
       h.flush = [this](std::optional<std::string> user) -> std::size_t {
-        return cache_ ? cache_->flush(user ? std::optional<std::string_view>(*user) : std::nullopt) : 0;
+        return services_.cache ? services_.cache->flush(user ? std::optional<std::string_view>(*user)
+                                                             : std::nullopt)
+                               : 0;
       };
       h.reload = [&] { return reload(authenticator, mux.get(), dovecot.get()); };
       control = std::make_unique<ControlServer>(loop, std::move(control_listener), std::move(h));
@@ -202,8 +204,8 @@ class Daemon {
     log::info(std::string("mailauthd ") + MAILAUTH_VERSION + " ready" +
               log::kv("workers", cfg_.daemon.workers) +
               log::kv("backends", static_cast<long long>(chain_->backends().size())) +
-              log::kv("cache", cache_ ? "on" : "off") +
-              log::kv("policy", policy_ ? "on" : "off"));
+              log::kv("cache", services_.cache ? "on" : "off") +
+              log::kv("policy", services_.policy ? "on" : "off"));
     notify("READY=1\nSTATUS=serving");
     loop.run();
     mux.reset();
@@ -277,49 +279,6 @@ class Daemon {
         "creates \"mailauth\"), or user = \"root\" to insist");
   }
 
-  auth::Services services() {
-    return auth::Services{&metrics_, cache_.get(), policy_.get()};
-  }
-
-  // (Re)creates the cache and the policy from cfg_.  The cache is kept when
-  // its settings did not change (its keys already track credential changes).
-  void apply_services_config() {
-    if (!cfg_.cache) {
-      cache_.reset();
-    } else {
-      auth::CredentialCache::Options o;
-      o.capacity = cfg_.cache->size;
-      o.ttl = cfg_.cache->ttl;
-      o.negative_ttl = cfg_.cache->negative_ttl;
-      o.stale_ttl = cfg_.cache->stale_ttl;
-      const auto& cur = cache_ ? cache_->options() : auth::CredentialCache::Options{};
-      if (!cache_ || cur.capacity != o.capacity || cur.ttl != o.ttl ||
-          cur.negative_ttl != o.negative_ttl || cur.stale_ttl != o.stale_ttl) {
-        // Requests in flight may still use the old cache for a moment; keep
-        // the last few, not every one a long life of reloads made.
-        if (cache_) old_caches_.push_back(std::move(cache_));
-        if (old_caches_.size() > 4) old_caches_.erase(old_caches_.begin());
-        cache_ = std::make_unique<auth::CredentialCache>(o, auth::system_clock());
-      }
-    }
-    if (!cfg_.policy.enabled) {
-      policy_.reset();
-      return;
-    }
-    auth::Policy::Options p;
-    for (const auto& n : cfg_.policy.trusted_networks)
-      if (auto net = auth::Network::parse(n)) p.trusted.push_back(*net);
-    p.ipv4_prefix = cfg_.policy.ipv4_prefix;
-    p.ipv6_prefix = cfg_.policy.ipv6_prefix;
-    p.base_penalty = cfg_.policy.penalty;
-    p.max_penalty = cfg_.policy.max_penalty;
-    p.max_user_penalty = cfg_.policy.max_user_penalty;
-    p.window = cfg_.policy.window;
-    p.max_in_flight = cfg_.policy.max_in_flight;
-    if (!policy_) policy_ = std::make_unique<auth::Policy>(p, auth::system_clock());
-    else policy_->set_options(p);
-  }
-
   static bool same_socket(const config::SocketConfig& a, const config::SocketConfig& b) {
     return a.path == b.path && a.mode == b.mode && a.owner == b.owner && a.group == b.group;
   }
@@ -348,15 +307,16 @@ class Daemon {
       authenticator.set_chain(chain);
       chain_ = std::move(chain);
       cfg_ = std::move(next);
-      apply_services_config();
-      authenticator.set_services(services());
-      metrics_.reload(true);
+      // Requests in flight keep the services they started with.
+      services_ = auth::make_services(cfg_, services_, auth::system_clock());
+      authenticator.set_services(services_);
+      services_.metrics->reload(true);
       log::info("reload: done" +
                 log::kv("backends", static_cast<long long>(chain_->backends().size())));
       notify("READY=1\nSTATUS=serving");
       return {};
     } catch (const std::exception& e) {
-      metrics_.reload(false);
+      services_.metrics->reload(false);
       log::error(std::string("reload failed, keeping the running configuration: ") + e.what());
       notify("READY=1\nSTATUS=serving (last reload failed)");
       return e.what();
@@ -365,10 +325,8 @@ class Daemon {
 
   DaemonOptions opt_;
   std::function<void()> shutdown_check_;  // polls until requests in flight are done
-  Metrics metrics_;
-  std::unique_ptr<auth::CredentialCache> cache_;
-  std::vector<std::unique_ptr<auth::CredentialCache>> old_caches_;
-  std::unique_ptr<auth::Policy> policy_;
+  // Shared with every request in flight; a reload replaces them here.
+  auth::Services services_{std::make_shared<Metrics>(), nullptr, nullptr};
   config::Config cfg_;
   std::shared_ptr<const auth::BackendChain> chain_;
 };

@@ -1,12 +1,12 @@
 #include "src/daemon/dovecot_server.h"
 
 #include <sodium.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
+#include "protocol/sasl/mechanism.h"
 #include "src/util/encoding.h"
 #include "src/util/log.h"
 
@@ -20,30 +20,333 @@ std::vector<dovecot::Mechanism> advertise(const std::vector<std::string>& names)
 }
 }  // namespace
 
+class DovecotServer::Session final : public net::Session {
+ public:
+  explicit Session(DovecotServer& server) : server_(server) {}
+
+  void on_open(net::Connection& c) override {
+    unsigned char cookie[16];
+    randombytes_buf(cookie, sizeof cookie);
+    // Dovecot 2.3 sends the whole handshake at once; every client reads it
+    // after sending its own VERSION and CPID.
+    c.send(dovecot::ServerConnection::handshake(
+        server_.advertised_, static_cast<std::uint32_t>(::getpid()), c.id(),
+        hex_encode(std::string_view(reinterpret_cast<char*>(cookie), sizeof cookie))));
+  }
+
+  void on_input(net::Connection& c, std::string_view bytes) override {
+    auto events = codec_.feed(bytes);
+    for (auto& e : events) {
+      if (c.closed()) return;
+      handle(c, e);
+    }
+  }
+
+  void on_eof(net::Connection& c) override {
+    // Requests in flight are dropped, as Dovecot does.
+    log::debug("dovecot: " + c.peer() + " disconnected");
+    c.close();
+  }
+
+  void on_close(net::Connection&) override {
+    for (auto& [id, r] : requests_) {
+      r->kill();
+      cancel_timer(*r);
+    }
+    requests_.clear();
+  }
+
+  std::size_t busy() const {
+    std::size_t n = 0;
+    for (const auto& [id, r] : requests_) n += r->working ? 1 : 0;
+    return n;
+  }
+
+ private:
+  struct Request : auth::Liveness {
+    std::uint32_t id = 0;
+    std::string mechanism;
+    std::shared_ptr<sasl::Mechanism> mech;  // shared with a worker job in flight
+    dovecot::AuthParams params;
+    std::chrono::steady_clock::time_point start;
+    std::string user;            // once known
+    std::string backend = "-";   // the backend that supplied the credential
+    std::string unknown_reason;  // why the credential lookup found nobody (SCRAM fails later)
+    bool working = false;        // a worker job or a delay timer is pending
+    EventLoop::TimerId timer = 0;  // failure delay, or expiry while waiting for CONT
+    // Valid while the request lives: closing the connection kills it first.
+    Session* session = nullptr;
+    net::Connection* conn = nullptr;
+  };
+  using Ref = std::shared_ptr<Request>;
+
+  EventLoop& loop() { return server_.loop_; }
+
+  void cancel_timer(Request& r) {
+    if (r.timer != 0) loop().cancel_timer(r.timer);
+    r.timer = 0;
+  }
+
+  void handle(net::Connection& c, dovecot::Event& e) {
+    using Kind = dovecot::Event::Kind;
+    switch (e.kind) {
+      case Kind::Fatal:
+        log::warning("dovecot: " + c.peer() + ": protocol violation: " + log::sanitize(e.error) +
+                     "; closing the connection");
+        return c.close();
+      case Kind::Auth: return start_request(c, e);
+      case Kind::Cont: return continue_request(c, e);
+      case Kind::Cancel: {
+        // The codec forgot the id already; the request dies here, and a
+        // completion for it is dropped on arrival.
+        auto it = requests_.find(e.id);
+        if (it == requests_.end()) return;
+        Ref r = std::move(it->second);
+        requests_.erase(it);
+        r->kill();
+        cancel_timer(*r);
+        return;
+      }
+    }
+  }
+
+  auth::AuthRequest auth_request(const Ref& r) const {
+    auth::AuthRequest a;
+    a.protocol = "dovecot";
+    a.mechanism = r->mechanism;
+    a.user = r->user;
+    a.service = r->params.service;
+    a.client_addr = r->params.rip;
+    a.life = r;
+    return a;
+  }
+
+  void log(const Ref& r, auth::Outcome outcome, const std::string& backend,
+           const std::string& reason) {
+    server_.auth_.record(auth_request(r), auth::AuthResult{outcome, backend, reason}, r->start);
+  }
+
+  void start_request(net::Connection& c, dovecot::Event& e) {
+    if (requests_.size() >= kMaxRequestsPerConnection) {
+      log::warning("dovecot: " + c.peer() + ": more than " +
+                   std::to_string(kMaxRequestsPerConnection) +
+                   " requests in flight; closing the connection");
+      return c.close();
+    }
+    auto r = std::make_shared<Request>();
+    r->id = e.id;
+    r->mechanism = e.mechanism;
+    r->params = std::move(e.params);
+    r->start = loop().now();
+    r->session = this;
+    r->conn = &c;
+    // The codec refuses an id that is in flight, so no live request is
+    // replaced here; a dead one with the same id is a different object.
+    requests_[r->id] = r;
+    bool offered = false;
+    for (const auto& m : server_.config_.mechanisms) offered |= (m == r->mechanism);
+    if (!offered) {
+      log::info("dovecot: " + c.peer() + ": request " + std::to_string(r->id) +
+                " for mechanism " + log::sanitize(r->mechanism, 32) + ", which is not offered");
+      log(r, auth::Outcome::Fail, "-", "mechanism not offered");
+      return reply_and_finish(r, dovecot::fail_line(r->id, {"", "", "Unsupported authentication mechanism", false}));
+    }
+    if (e.bad_base64) {
+      log(r, auth::Outcome::Fail, "-", "invalid base64 in the initial response");
+      return reply_and_finish(r, dovecot::fail_line(r->id, {"", "invalid_base64",
+                                                           "Invalid base64 data in initial response", false}));
+    }
+    sasl::MechanismOptions opt;
+    opt.final_resp_ok = r->params.final_resp_ok;
+    opt.hostname = server_.hostname_;
+    r->mech = std::shared_ptr<sasl::Mechanism>(sasl::create(r->mechanism, opt));
+    std::optional<std::string_view> initial;
+    if (e.has_data) initial = e.data.view();
+    apply(r, r->mech->start(initial));
+  }
+
+  void continue_request(net::Connection& c, dovecot::Event& e) {
+    if (e.unknown_id) {
+      c.send(dovecot::fail_line(e.id, {"", "", "Authentication request timed out", false}));
+      return;
+    }
+    auto it = requests_.find(e.id);
+    if (it == requests_.end()) {
+      codec_.finish(e.id);
+      c.send(dovecot::fail_line(e.id, {"", "", "Authentication request timed out", false}));
+      return;
+    }
+    Ref r = it->second;
+    if (r->working) {
+      // The server has not asked for anything: the client is out of step.
+      return reply_and_finish(r, dovecot::fail_line(r->id, {r->user, "", "Unexpected continuation", false}));
+    }
+    cancel_timer(*r);  // the client answered in time
+    if (e.bad_base64) {
+      log(r, auth::Outcome::Fail, "-", "invalid base64 in a continued response");
+      return reply_and_finish(r, dovecot::fail_line(r->id, {r->user, "invalid_base64",
+                                                           "Invalid base64 data in continued response", false}));
+    }
+    apply(r, r->mech->step(e.data.view()));
+  }
+
+  void apply(const Ref& r, sasl::Step step) {
+    using K = sasl::Step::Kind;
+    if (!step.user.empty()) r->user = step.user;
+    switch (step.kind) {
+      case K::Challenge: {
+        r->conn->send(dovecot::cont_line(r->id, step.challenge));
+        if (r->dead()) return;
+        // Postfix never sends CANCEL: a client that gives up ("*") leaves the
+        // request pending on a connection that lives as long as smtpd.  Expire
+        // it, as Dovecot does; a late CONT gets "Authentication request timed out".
+        cancel_timer(*r);
+        r->timer = loop().add_timer(server_.config_.request_timeout, [r] {
+          r->timer = 0;
+          if (r->dead()) return;
+          log::debug("dovecot: " + r->conn->peer() + ": request " + std::to_string(r->id) +
+                     " abandoned by the client; dropped");
+          r->session->finish(r);
+        });
+        return;
+      }
+      case K::VerifyPassword: return verify_password(r, std::move(step));
+      case K::NeedCredential: return fetch_credential(r, step.user);
+      case K::Success:
+        log(r, auth::Outcome::Ok, r->backend, "");
+        return succeed(r, step.final_data);
+      case K::Failure: {
+        // An unknown user's SCRAM exchange runs on with decoy values and fails
+        // at the proof; the log says why the user was unknown.
+        const std::string why = r->unknown_reason.empty() ? step.reason : r->unknown_reason;
+        log(r, auth::Outcome::Fail, r->backend, why);
+        return fail(r);
+      }
+    }
+  }
+
+  void verify_password(const Ref& r, sasl::Step step) {
+    auth::AuthRequest a = auth_request(r);
+    a.password = std::move(step.password);
+    r->working = true;
+    server_.auth_.authenticate(std::move(a), [r](const auth::AuthResult& result) {
+      if (r->dead()) return;  // cancelled, finished or disconnected meanwhile
+      r->working = false;
+      Session& s = *r->session;
+      switch (result.outcome) {
+        case auth::Outcome::Ok: return s.succeed(r, "");
+        case auth::Outcome::Fail: return s.fail(r);
+        case auth::Outcome::TempFail: return s.temp_fail(r);
+      }
+    }, r->params.no_penalty);
+  }
+
+  void fetch_credential(const Ref& r, std::string user) {
+    r->working = true;
+    auth::AuthRequest request = auth_request(r);
+    request.user = std::move(user);
+    // The worker job shares the mechanism and the step it produces; the
+    // request itself is only touched back on the loop, if it still lives.
+    std::shared_ptr<sasl::Mechanism> mech = r->mech;
+    auto step = std::make_shared<sasl::Step>();
+    server_.auth_.lookup_credential(
+        std::move(request), r->params.no_penalty,
+        [mech, step](auth::BackendChain::CredentialLookup& found) {
+          // Worker thread: SCRAM may derive keys from a plaintext credential here.
+          if (found.outcome == auth::Outcome::Ok) {
+            *step = mech->credential(sasl::StoredCredential{found.credential.stored.view(),
+                                                            found.credential.default_scheme});
+          } else if (found.outcome == auth::Outcome::Fail && found.unknown) {
+            *step = mech->credential(std::nullopt);  // decoy exchange, fails at the end
+          }
+        },
+        [r, step](auth::BackendChain::CredentialLookup& found) {
+          if (r->dead()) return;
+          r->working = false;
+          r->backend = found.backend;
+          Session& s = *r->session;
+          if (found.outcome == auth::Outcome::TempFail) {
+            s.log(r, auth::Outcome::TempFail, found.backend, found.reason);
+            return s.temp_fail(r);
+          }
+          if (found.outcome == auth::Outcome::Fail && !found.unknown) {
+            s.log(r, auth::Outcome::Fail, found.backend, found.reason);
+            return s.fail(r);
+          }
+          if (found.unknown) r->unknown_reason = found.reason;
+          s.apply(r, std::move(*step));
+        });
+  }
+
+  void succeed(const Ref& r, const std::string& final_data) {
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (!final_data.empty()) extra.emplace_back("resp", base64_encode(final_data));
+    reply_and_finish(r, dovecot::ok_line(r->id, r->user, extra));
+  }
+
+  // The client only learns "failed"; the reason is in the attempt's log line.
+  void fail(const Ref& r) {
+    std::string line = dovecot::fail_line(r->id, {r->user, "", "", false});
+    if (server_.config_.failure_delay.count() == 0) return reply_and_finish(r, line);
+    // The failure delay is a timer: the worker is already free for others.
+    r->working = true;
+    cancel_timer(*r);
+    r->timer = loop().add_timer(server_.config_.failure_delay, [r, line = std::move(line)] {
+      r->timer = 0;
+      if (r->dead()) return;
+      r->session->reply_and_finish(r, line);
+    });
+  }
+
+  void temp_fail(const Ref& r) {
+    if (server_.config_.temp_failure_disconnect) {
+      // Postfix reports a lost connection as "454 Temporary authentication
+      // failure"; a FAIL would be a permanent 535.
+      log::info("dovecot: " + r->conn->peer() + ": temporary failure; closing the connection");
+      return r->conn->close();
+    }
+    reply_and_finish(r, dovecot::fail_line(r->id, {r->user, "temp_fail", "", true}));
+  }
+
+  // The request's final answer: nothing more is sent for it, and its id is
+  // free for the client to use again.
+  void reply_and_finish(const Ref& r, const std::string& line) {
+    net::Connection& c = *r->conn;
+    finish(r);
+    c.send(line);
+  }
+
+  void finish(const Ref& r) {
+    r->kill();
+    cancel_timer(*r);
+    auto it = requests_.find(r->id);
+    if (it != requests_.end() && it->second == r) {
+      requests_.erase(it);
+      codec_.finish(r->id);
+    }
+  }
+
+  DovecotServer& server_;
+  dovecot::ServerConnection codec_;
+  std::unordered_map<std::uint32_t, Ref> requests_;
+};
+
 DovecotServer::DovecotServer(EventLoop& loop, auth::Authenticator& authenticator,
                              config::DovecotConfig config, std::unique_ptr<UnixListener> listener)
     : loop_(loop), auth_(authenticator), config_(std::move(config)),
-      listener_(std::move(listener)), advertised_(advertise(config_.mechanisms)) {
+      advertised_(advertise(config_.mechanisms)),
+      server_(loop, std::move(listener), net::Server::Options{"dovecot", 4096, 1 << 20},
+              [this](net::Connection&) { return std::make_unique<Session>(*this); }) {
   char host[256] = "localhost";
   if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
   hostname_ = host;
-  loop_.add(listener_->fd(), EPOLLIN, [this](uint32_t) { on_accept(); });
   std::string mechs;
   for (const auto& m : config_.mechanisms) mechs += (mechs.empty() ? "" : ",") + m;
-  log::info("dovecot: listening on " + listener_->path() + log::kv("mechanisms", mechs));
+  if (!server_.path().empty())
+    log::info("dovecot: listening on " + server_.path() + log::kv("mechanisms", mechs));
 }
 
-DovecotServer::~DovecotServer() {
-  stop_accepting();
-  while (!conns_.empty()) close(conns_.begin()->first);
-}
-
-void DovecotServer::stop_accepting() {
-  if (!accepting_) return;
-  accepting_ = false;
-  loop_.remove(listener_->fd());
-  listener_->remove_file();
-}
+DovecotServer::~DovecotServer() { server_.close_all(); }
 
 void DovecotServer::set_options(const config::DovecotConfig& config) {
   config_.mechanisms = config.mechanisms;
@@ -55,385 +358,8 @@ void DovecotServer::set_options(const config::DovecotConfig& config) {
 
 std::size_t DovecotServer::busy() const {
   std::size_t n = 0;
-  for (const auto& [id, c] : conns_)
-    for (const auto& [rid, r] : c->requests) n += r->working ? 1 : 0;
+  server_.for_each([&n](net::Connection& c) { n += static_cast<Session&>(c.session()).busy(); });
   return n;
-}
-
-DovecotServer::Conn* DovecotServer::find(std::uint64_t id) {
-  auto it = conns_.find(id);
-  return it == conns_.end() ? nullptr : it->second.get();
-}
-
-void DovecotServer::on_accept() {
-  listener_->accept_all("dovecot", [this](UniqueFd fd) {
-    if (conns_.size() >= kMaxConnections) {
-      log::warning("dovecot: too many connections; refusing one (" + peer_description(fd.get()) + ")");
-      return;
-    }
-    auto c = std::make_unique<Conn>();
-    c->id = next_id_++;
-    c->peer = peer_description(fd.get());
-    const int raw = fd.get();
-    c->fd = std::move(fd);
-    const std::uint64_t id = c->id;
-    unsigned char cookie[16];
-    randombytes_buf(cookie, sizeof cookie);
-    Conn& ref = *c;
-    conns_.emplace(id, std::move(c));
-    loop_.add(raw, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) { on_event(id, ev); });
-    log::debug("dovecot: connection from " + ref.peer);
-    // Dovecot 2.3 sends the whole handshake at once; every client reads it
-    // after sending its own VERSION and CPID.
-    send(ref, dovecot::ServerConnection::handshake(
-                  advertised_, static_cast<std::uint32_t>(::getpid()), id,
-                  hex_encode(std::string_view(reinterpret_cast<char*>(cookie), sizeof cookie))));
-  });
-}
-
-void DovecotServer::on_event(std::uint64_t id, uint32_t events) {
-  Conn* c = find(id);
-  if (c == nullptr) return;
-  if (events & EPOLLOUT) {
-    flush(*c);
-    if ((c = find(id)) == nullptr) return;
-  }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read(*c);
-}
-
-void DovecotServer::read(Conn& c) {
-  const std::uint64_t id = c.id;
-  char buf[8192];
-  for (;;) {
-    const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
-    if (n > 0) {
-      auto events = c.codec.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-      wipe(buf, static_cast<std::size_t>(n));
-      for (auto& e : events) {
-        handle(c, e);
-        if (find(id) == nullptr) return;  // closed while handling
-      }
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    // EOF or error: requests in flight are dropped, as Dovecot does.
-    log::debug("dovecot: " + c.peer + " disconnected");
-    close(id);
-    return;
-  }
-}
-
-void DovecotServer::handle(Conn& c, dovecot::Event& e) {
-  using Kind = dovecot::Event::Kind;
-  switch (e.kind) {
-    case Kind::Fatal:
-      log::warning("dovecot: " + c.peer + ": protocol violation: " + log::sanitize(e.error) +
-                   "; closing the connection");
-      close(c.id);
-      return;
-    case Kind::Auth: start_request(c, e); return;
-    case Kind::Cont: continue_request(c, e); return;
-    case Kind::Cancel: {
-      auto it = c.requests.find(e.id);
-      if (it != c.requests.end()) {
-        if (it->second->timer) loop_.cancel_timer(it->second->timer);
-        c.requests.erase(it);  // a worker result for it is dropped on arrival
-      }
-      return;
-    }
-  }
-}
-
-auth::AuthRequest DovecotServer::auth_request(const Request& r) const {
-  auth::AuthRequest a;
-  a.protocol = "dovecot";
-  a.mechanism = r.mechanism;
-  a.user = r.user;
-  a.service = r.params.service;
-  a.client_addr = r.params.rip;
-  return a;
-}
-
-void DovecotServer::log(const Request& r, auth::Outcome outcome, const std::string& backend,
-                        const std::string& reason) const {
-  auth_.record(auth_request(r), auth::AuthResult{outcome, backend, reason}, r.start);
-}
-
-void DovecotServer::start_request(Conn& c, dovecot::Event& e) {
-  auto r = std::make_unique<Request>();
-  r->id = e.id;
-  r->mechanism = e.mechanism;
-  r->params = std::move(e.params);
-  r->start = std::chrono::steady_clock::now();
-  Request& req = *r;
-  if (c.requests.size() >= kMaxRequestsPerConnection) {
-    log::warning("dovecot: " + c.peer + ": more than " + std::to_string(kMaxRequestsPerConnection) +
-                 " requests in flight; closing the connection");
-    close(c.id);
-    return;
-  }
-  c.requests.emplace(req.id, std::move(r));
-  bool offered = false;
-  for (const auto& m : config_.mechanisms) offered |= (m == req.mechanism);
-  if (!offered) {
-    log::info("dovecot: " + c.peer + ": request " + std::to_string(req.id) +
-              " for mechanism " + log::sanitize(req.mechanism, 32) + ", which is not offered");
-    log(req, auth::Outcome::Fail, "-", "mechanism not offered");
-    send(c, dovecot::fail_line(req.id, {"", "", "Unsupported authentication mechanism", false}));
-    finish(c, req.id);
-    return;
-  }
-  if (e.bad_base64) {
-    log(req, auth::Outcome::Fail, "-", "invalid base64 in the initial response");
-    send(c, dovecot::fail_line(req.id, {"", "invalid_base64",
-                                        "Invalid base64 data in initial response", false}));
-    finish(c, req.id);
-    return;
-  }
-  sasl::MechanismOptions opt;
-  opt.final_resp_ok = req.params.final_resp_ok;
-  opt.hostname = hostname_;
-  req.mech = std::shared_ptr<sasl::Mechanism>(sasl::create(req.mechanism, opt));
-  std::optional<std::string_view> initial;
-  if (e.has_data) initial = e.data.view();
-  apply(c, req, req.mech->start(initial));
-}
-
-void DovecotServer::continue_request(Conn& c, dovecot::Event& e) {
-  if (e.unknown_id) {
-    send(c, dovecot::fail_line(e.id, {"", "", "Authentication request timed out", false}));
-    return;
-  }
-  auto it = c.requests.find(e.id);
-  if (it == c.requests.end()) {
-    send(c, dovecot::fail_line(e.id, {"", "", "Authentication request timed out", false}));
-    c.codec.finish(e.id);
-    return;
-  }
-  Request& r = *it->second;
-  if (r.timer && !r.working) {
-    loop_.cancel_timer(r.timer);  // the client answered in time
-    r.timer = 0;
-  }
-  if (r.working) {
-    // The server has not asked for anything: the client is out of step.
-    if (r.timer) loop_.cancel_timer(r.timer);
-    send(c, dovecot::fail_line(r.id, {r.user, "", "Unexpected continuation", false}));
-    finish(c, r.id);
-    return;
-  }
-  if (e.bad_base64) {
-    log(r, auth::Outcome::Fail, "-", "invalid base64 in a continued response");
-    send(c, dovecot::fail_line(r.id, {r.user, "invalid_base64",
-                                      "Invalid base64 data in continued response", false}));
-    finish(c, r.id);
-    return;
-  }
-  apply(c, r, r.mech->step(e.data.view()));
-}
-
-void DovecotServer::apply(Conn& c, Request& r, sasl::Step step) {
-  using K = sasl::Step::Kind;
-  if (!step.user.empty()) r.user = step.user;
-  switch (step.kind) {
-    case K::Challenge: {
-      send(c, dovecot::cont_line(r.id, step.challenge));
-      // Postfix never sends CANCEL: a client that gives up ("*") leaves the
-      // request pending on a connection that lives as long as smtpd.  Expire
-      // it, as Dovecot does; a late CONT gets "Authentication request timed out".
-      if (r.timer) loop_.cancel_timer(r.timer);
-      const std::uint64_t cid = c.id;
-      const std::uint32_t rid = r.id;
-      r.timer = loop_.add_timer(config_.request_timeout, [this, cid, rid] {
-        Conn* conn = find(cid);
-        if (conn == nullptr) return;
-        auto it = conn->requests.find(rid);
-        if (it == conn->requests.end()) return;
-        it->second->timer = 0;
-        log::debug("dovecot: " + conn->peer + ": request " + std::to_string(rid) +
-                   " abandoned by the client; dropped");
-        finish(*conn, rid);
-      });
-      return;
-    }
-    case K::VerifyPassword: verify_password(c, r, std::move(step)); return;
-    case K::NeedCredential: fetch_credential(c, r, step.user); return;
-    case K::Success:
-      log(r, auth::Outcome::Ok, r.backend, "");
-      succeed(c, r, r.user, step.final_data);
-      return;
-    case K::Failure: {
-      // An unknown user's SCRAM exchange runs on with decoy values and fails
-      // at the proof; the log says why the user was unknown.
-      const std::string& why = r.unknown_reason.empty() ? step.reason : r.unknown_reason;
-      log(r, auth::Outcome::Fail, r.backend, why);
-      fail(c, r, why, true);
-      return;
-    }
-  }
-}
-
-void DovecotServer::verify_password(Conn& c, Request& r, sasl::Step step) {
-  auth::AuthRequest a = auth_request(r);
-  a.password = std::move(step.password);
-  r.working = true;
-  const std::uint64_t cid = c.id;
-  const std::uint32_t rid = r.id;
-  const bool no_penalty = r.params.no_penalty;
-  auth_.authenticate(std::move(a), [this, cid, rid](const auth::AuthResult& result) {
-    Conn* conn = find(cid);
-    if (conn == nullptr) return;
-    auto it = conn->requests.find(rid);
-    if (it == conn->requests.end()) return;  // cancelled
-    Request& req = *it->second;
-    req.working = false;
-    switch (result.outcome) {
-      case auth::Outcome::Ok: succeed(*conn, req, req.user, ""); break;
-      case auth::Outcome::Fail: fail(*conn, req, result.reason, true); break;
-      case auth::Outcome::TempFail: temp_fail(*conn, req); break;
-    }
-  }, no_penalty);
-}
-
-void DovecotServer::fetch_credential(Conn& c, Request& r, std::string user) {
-  r.working = true;
-  const std::uint64_t cid = c.id;
-  const std::uint32_t rid = r.id;
-  auth::AuthRequest request = auth_request(r);
-  request.user = std::move(user);
-  // The worker job shares the mechanism: if the client goes away meanwhile,
-  // the request is erased but the mechanism lives until the job is done.
-  std::shared_ptr<sasl::Mechanism> mech = r.mech;
-  auto step = std::make_shared<sasl::Step>();
-  auth_.lookup_credential(
-      std::move(request), r.params.no_penalty,
-      [mech, step](auth::BackendChain::CredentialLookup& found) {
-        // Worker thread: SCRAM may derive keys from a plaintext credential here.
-        if (found.outcome == auth::Outcome::Ok) {
-          *step = mech->credential(sasl::StoredCredential{found.credential.stored.view(),
-                                                          found.credential.default_scheme});
-        } else if (found.outcome == auth::Outcome::Fail && found.unknown) {
-          *step = mech->credential(std::nullopt);  // decoy exchange, fails at the end
-        }
-      },
-      [this, cid, rid, step](auth::BackendChain::CredentialLookup& found) {
-        Conn* conn = find(cid);
-        if (conn == nullptr) return;
-        auto it = conn->requests.find(rid);
-        if (it == conn->requests.end()) return;
-        Request& req = *it->second;
-        req.working = false;
-        req.backend = found.backend;
-        if (found.outcome == auth::Outcome::TempFail) {
-          log(req, auth::Outcome::TempFail, found.backend, found.reason);
-          temp_fail(*conn, req);
-          return;
-        }
-        if (found.outcome == auth::Outcome::Fail && !found.unknown) {
-          log(req, auth::Outcome::Fail, found.backend, found.reason);
-          fail(*conn, req, found.reason, true);
-          return;
-        }
-        if (found.unknown) req.unknown_reason = found.reason;
-        apply(*conn, req, std::move(*step));
-      });
-}
-
-void DovecotServer::succeed(Conn& c, Request& r, const std::string& user,
-                            const std::string& final_data) {
-  std::vector<std::pair<std::string, std::string>> extra;
-  if (!final_data.empty()) extra.emplace_back("resp", base64_encode(final_data));
-  send(c, dovecot::ok_line(r.id, user, extra));
-  finish(c, r.id);
-}
-
-void DovecotServer::fail(Conn& c, Request& r, const std::string& reason, bool delay) {
-  (void)reason;  // logged already; the client only learns "failed"
-  const std::uint64_t cid = c.id;
-  const std::uint32_t rid = r.id;
-  const std::string line = dovecot::fail_line(r.id, {r.user, "", "", false});
-  if (!delay || config_.failure_delay.count() == 0) {
-    send(c, line);
-    finish(c, rid);
-    return;
-  }
-  // The failure delay is a timer: the worker is already free for others.
-  r.working = true;
-  r.timer = loop_.add_timer(config_.failure_delay, [this, cid, rid, line] {
-    Conn* conn = find(cid);
-    if (conn == nullptr) return;
-    auto it = conn->requests.find(rid);
-    if (it == conn->requests.end()) return;
-    it->second->timer = 0;
-    send(*conn, line);
-    finish(*conn, rid);
-  });
-}
-
-void DovecotServer::temp_fail(Conn& c, Request& r) {
-  if (config_.temp_failure_disconnect) {
-    // Postfix reports a lost connection as "454 Temporary authentication
-    // failure"; a FAIL would be a permanent 535.
-    log::info("dovecot: " + c.peer + ": temporary failure; closing the connection");
-    close(c.id);
-    return;
-  }
-  send(c, dovecot::fail_line(r.id, {r.user, "temp_fail", "", true}));
-  finish(c, r.id);
-}
-
-void DovecotServer::finish(Conn& c, std::uint32_t id) {
-  auto it = c.requests.find(id);
-  if (it != c.requests.end()) {
-    if (it->second->timer) loop_.cancel_timer(it->second->timer);
-    c.requests.erase(it);
-  }
-  c.codec.finish(id);
-}
-
-void DovecotServer::send(Conn& c, const std::string& data) {
-  c.out += data;
-  if (c.out.size() > kMaxOutput) {
-    log::warning("dovecot: " + c.peer + ": client does not read its replies; closing");
-    close(c.id);
-    return;
-  }
-  flush(c);
-}
-
-void DovecotServer::flush(Conn& c) {
-  while (!c.out.empty()) {
-    const ssize_t n = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out.erase(0, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!c.want_write) {
-        c.want_write = true;
-        loop_.modify(c.fd.get(), EPOLLIN | EPOLLRDHUP | EPOLLOUT);
-      }
-      return;
-    }
-    close(c.id);
-    return;
-  }
-  if (c.want_write) {
-    c.want_write = false;
-    loop_.modify(c.fd.get(), EPOLLIN | EPOLLRDHUP);
-  }
-}
-
-void DovecotServer::close(std::uint64_t id) {
-  auto it = conns_.find(id);
-  if (it == conns_.end()) return;
-  Conn& c = *it->second;
-  for (auto& [rid, r] : c.requests)
-    if (r->timer) loop_.cancel_timer(r->timer);
-  loop_.remove(c.fd.get());
-  conns_.erase(it);
 }
 
 }  // namespace mailauth

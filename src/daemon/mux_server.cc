@@ -1,11 +1,5 @@
 #include "src/daemon/mux_server.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 #include "src/util/log.h"
 
 namespace mailauth {
@@ -18,243 +12,143 @@ constexpr std::chrono::milliseconds kDrainTimeout{2000};
 constexpr std::string_view kFailReply = "NO authentication failed";
 }  // namespace
 
+class MuxServer::Session final : public net::Session {
+ public:
+  explicit Session(MuxServer& server)
+      : server_(server), decoder_(std::make_unique<mux::Decoder>(server.config_.max_field)) {}
+
+  void on_open(net::Connection& c) override {
+    const auto timeout = server_.config_.request_timeout;
+    c.set_timer(timeout, [&c, timeout] {
+      log::warning("mux: " + c.peer() + ": no complete request within " +
+                   std::to_string(timeout.count()) + " ms; closing");
+      c.close();
+    });
+  }
+
+  void on_input(net::Connection& c, std::string_view bytes) override {
+    if (!decoder_) return;
+    const auto st = decoder_->feed(bytes);
+    if (st != mux::Decoder::Status::NeedMore) complete(c, st);
+  }
+
+  void on_eof(net::Connection& c) override {
+    if (!decoder_) return c.close();
+    complete(c, decoder_->finish());
+  }
+
+  void on_close(net::Connection&) override {
+    if (request_) request_->kill();
+    request_.reset();
+  }
+
+ private:
+  // The one request of this connection while a worker checks it.
+  struct Request : auth::Liveness {
+    net::Connection* conn = nullptr;
+    Session* session = nullptr;
+  };
+
+  void complete(net::Connection& c, mux::Decoder::Status st) {
+    c.cancel_timer();
+    if (st == mux::Decoder::Status::Failed) {
+      const auto field = std::to_string(decoder_->error_field());
+      switch (decoder_->error()) {
+        case mux::Error::FieldTooLong:
+          log::warning("mux: " + c.peer() + ": field " + field + " is longer than " +
+                       std::to_string(server_.config_.max_field) + " bytes; request refused");
+          return reply(c, "NO ");
+        case mux::Error::Truncated:
+          log::warning("mux: " + c.peer() + ": connection closed in the middle of field " + field +
+                       "; closing");
+          break;
+        case mux::Error::Empty:
+          log::debug("mux: " + c.peer() + ": connection closed without a request");
+          break;
+        case mux::Error::None: break;
+      }
+      decoder_.reset();
+      return c.close();
+    }
+    start_auth(c);
+  }
+
+  void start_auth(net::Connection& c) {
+    mux::Request& req = decoder_->request();
+    auth::AuthRequest a;
+    a.protocol = "mux";
+    a.user = mux::effective_user(req, server_.config_.join_realm);
+    a.realm = req.realm;
+    a.service = req.service;
+    // Field 5 is "ADDR;PORT" (libsasl2's SASL_IPREMOTEPORT); keep the address.
+    a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
+    if (auto refusal = mux::check_request(req)) {
+      // Refused before any backend: still one attempt line (fail2ban sees it).
+      server_.auth_.record(a, auth::AuthResult{auth::Outcome::Fail, "-", refusal->substr(3)},
+                           server_.loop_.now());
+      return reply(c, *refusal);
+    }
+    a.password = std::move(req.password);
+    decoder_.reset();  // wipes what is left of the request bytes
+    c.set_reading(false);
+    auto r = std::make_shared<Request>();
+    r->conn = &c;
+    r->session = this;
+    request_ = r;
+    a.life = r;
+    server_.auth_.authenticate(std::move(a), [r](const auth::AuthResult& result) {
+      // Delivered only to the request that asked, while it lives.
+      if (r->dead()) return;
+      r->session->answer(*r->conn, result);
+    });
+  }
+
+  void answer(net::Connection& c, const auth::AuthResult& result) {
+    request_.reset();
+    switch (result.outcome) {
+      case auth::Outcome::Ok: return reply(c, "OK");
+      case auth::Outcome::Fail:
+        if (server_.config_.failure_delay.count() > 0) {
+          // Hold the NO back on a timer; no worker waits.
+          c.set_timer(server_.config_.failure_delay, [this, &c] { reply(c, kFailReply); });
+          return;
+        }
+        return reply(c, kFailReply);
+      case auth::Outcome::TempFail:
+        // No reply: the client sees a failed read, which Postfix turns into
+        // a temporary 454 instead of a permanent 535.
+        return c.close();
+    }
+  }
+
+  void reply(net::Connection& c, std::string_view text) {
+    decoder_.reset();
+    c.send(mux::encode_reply(text));
+    // Shut down our side, then drain the client's leftovers so it does not
+    // see ECONNRESET (protocols.md A.2).
+    c.linger_close(kDrainLimit, kDrainTimeout);
+  }
+
+  MuxServer& server_;
+  std::unique_ptr<mux::Decoder> decoder_;
+  std::shared_ptr<Request> request_;
+};
+
 MuxServer::MuxServer(EventLoop& loop, auth::Authenticator& authenticator,
                      config::MuxConfig config, std::unique_ptr<UnixListener> listener)
     : loop_(loop), auth_(authenticator), config_(std::move(config)),
-      listener_(std::move(listener)) {
-  loop_.add(listener_->fd(), EPOLLIN, [this](uint32_t) { on_accept(); });
-  log::info("mux: listening on " + listener_->path());
+      server_(loop, std::move(listener), net::Server::Options{"mux", 4096, 1 << 16},
+              [this](net::Connection&) { return std::make_unique<Session>(*this); }) {
+  if (!server_.path().empty()) log::info("mux: listening on " + server_.path());
 }
 
-MuxServer::~MuxServer() {
-  stop_accepting();
-  while (!conns_.empty()) close(conns_.begin()->first);
-}
-
-void MuxServer::stop_accepting() {
-  if (!accepting_) return;
-  accepting_ = false;
-  loop_.remove(listener_->fd());
-  listener_->remove_file();
-}
+MuxServer::~MuxServer() { server_.close_all(); }
 
 void MuxServer::set_options(const config::MuxConfig& next) {
   config_.join_realm = next.join_realm;
   config_.request_timeout = next.request_timeout;
   config_.max_field = next.max_field;
   config_.failure_delay = next.failure_delay;
-}
-
-MuxServer::Conn* MuxServer::find(std::uint64_t id) {
-  auto it = conns_.find(id);
-  return it == conns_.end() ? nullptr : it->second.get();
-}
-
-void MuxServer::watch(Conn& c, uint32_t events) {
-  const std::uint64_t id = c.id;
-  loop_.remove(c.fd.get());
-  if (events != 0) loop_.add(c.fd.get(), events, [this, id](uint32_t ev) { on_event(id, ev); });
-}
-
-void MuxServer::on_accept() {
-  listener_->accept_all("mux", [this](UniqueFd fd) {
-    if (conns_.size() >= kMaxConnections) {
-      log::warning("mux: " + std::to_string(kMaxConnections) +
-                   " connections open; refusing a new one (" + peer_description(fd.get()) + ")");
-      return;
-    }
-    auto c = std::make_unique<Conn>();
-    c->id = next_id_++;
-    c->peer = peer_description(fd.get());
-    c->fd = std::move(fd);
-    c->decoder = std::make_unique<mux::Decoder>(config_.max_field);
-    const std::uint64_t id = c->id;
-    c->timer = loop_.add_timer(config_.request_timeout, [this, id] {
-      Conn* conn = find(id);
-      if (conn == nullptr) return;
-      conn->timer = 0;
-      log::warning("mux: " + conn->peer + ": no complete request within " +
-                   std::to_string(config_.request_timeout.count()) + " ms; closing");
-      close(id);
-    });
-    Conn& ref = *c;
-    conns_.emplace(id, std::move(c));
-    watch(ref, EPOLLIN | EPOLLRDHUP);
-    read_request(ref);  // the request is often already there
-  });
-}
-
-void MuxServer::on_event(std::uint64_t id, uint32_t events) {
-  Conn* c = find(id);
-  if (c == nullptr) return;
-  switch (c->state) {
-    case State::Reading: read_request(*c); break;
-    case State::Writing:
-      if (events & (EPOLLERR | EPOLLHUP)) close(id);
-      else flush(*c);
-      break;
-    case State::Draining: drain(*c); break;
-    case State::Authenticating: break;
-  }
-}
-
-void MuxServer::read_request(Conn& c) {
-  char buf[4096];
-  mux::Decoder::Status st = c.decoder->status();
-  while (st == mux::Decoder::Status::NeedMore) {
-    const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
-    if (n > 0) {
-      st = c.decoder->feed(std::string_view(buf, static_cast<std::size_t>(n)));
-      wipe(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n == 0) {
-      st = c.decoder->finish();
-      break;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // wait for more
-    log::warning("mux: " + c.peer + ": read error: " + std::strerror(errno) + "; closing");
-    close(c.id);
-    return;
-  }
-  if (c.timer != 0) {
-    loop_.cancel_timer(c.timer);
-    c.timer = 0;
-  }
-  if (st == mux::Decoder::Status::Failed) {
-    switch (c.decoder->error()) {
-      case mux::Error::FieldTooLong:
-        log::warning("mux: " + c.peer + ": field " + std::to_string(c.decoder->error_field()) +
-                     " is longer than " + std::to_string(config_.max_field) +
-                     " bytes; request refused");
-        send_reply(c, "NO ");
-        return;
-      case mux::Error::Truncated:
-        log::warning("mux: " + c.peer + ": connection closed in the middle of field " +
-                     std::to_string(c.decoder->error_field()) + "; closing");
-        break;
-      case mux::Error::Empty:
-        log::debug("mux: " + c.peer + ": connection closed without a request");
-        break;
-      case mux::Error::None: break;
-    }
-    close(c.id);
-    return;
-  }
-  start_auth(c);
-}
-
-void MuxServer::start_auth(Conn& c) {
-  mux::Request& req = c.decoder->request();
-  auth::AuthRequest a;
-  a.protocol = "mux";
-  a.user = mux::effective_user(req, config_.join_realm);
-  a.realm = req.realm;
-  a.service = req.service;
-  // Field 5 is "ADDR;PORT" (libsasl2's SASL_IPREMOTEPORT); keep the address.
-  a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
-  if (auto reply = mux::check_request(req)) {
-    // Refused before any backend: still one attempt line (fail2ban sees it).
-    auth_.record(a, auth::AuthResult{auth::Outcome::Fail, "-", reply->substr(3)},
-                 std::chrono::steady_clock::now());
-    send_reply(c, *reply);
-    return;
-  }
-  a.password = std::move(req.password);
-  c.decoder.reset();  // wipes what is left of the request bytes
-  c.state = State::Authenticating;
-  watch(c, 0);
-  const std::uint64_t id = c.id;
-  auth_.authenticate(std::move(a), [this, id](const auth::AuthResult& result) {
-    Conn* conn = find(id);
-    if (conn == nullptr) return;
-    switch (result.outcome) {
-      case auth::Outcome::Ok: send_reply(*conn, "OK"); break;
-      case auth::Outcome::Fail:
-        if (config_.failure_delay.count() > 0) {
-          // Hold the NO back on a timer; no worker waits.
-          conn->timer = loop_.add_timer(config_.failure_delay, [this, id] {
-            if (Conn* c2 = find(id)) {
-              c2->timer = 0;
-              send_reply(*c2, kFailReply);
-            }
-          });
-        } else {
-          send_reply(*conn, kFailReply);
-        }
-        break;
-      case auth::Outcome::TempFail:
-        // No reply: the client sees a failed read, which Postfix turns into
-        // a temporary 454 instead of a permanent 535.
-        close(id);
-        break;
-    }
-  });
-}
-
-void MuxServer::send_reply(Conn& c, std::string_view text) {
-  c.out = mux::encode_reply(text);
-  c.out_pos = 0;
-  c.state = State::Writing;
-  c.decoder.reset();
-  watch(c, EPOLLOUT);
-  flush(c);
-}
-
-void MuxServer::flush(Conn& c) {
-  while (c.out_pos < c.out.size()) {
-    const ssize_t n =
-        ::send(c.fd.get(), c.out.data() + c.out_pos, c.out.size() - c.out_pos, MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out_pos += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    log::debug("mux: " + c.peer + ": client went away before the reply was sent");
-    close(c.id);
-    return;
-  }
-  // Reply sent: shut down our side, then drain the client's leftovers so it
-  // does not see ECONNRESET (protocols.md A.2).
-  ::shutdown(c.fd.get(), SHUT_WR);
-  c.state = State::Draining;
-  const std::uint64_t id = c.id;
-  c.timer = loop_.add_timer(kDrainTimeout, [this, id] {
-    if (Conn* conn = find(id)) {
-      conn->timer = 0;
-      close(id);
-    }
-  });
-  watch(c, EPOLLIN | EPOLLRDHUP);
-  drain(c);
-}
-
-void MuxServer::drain(Conn& c) {
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, 0);
-    if (n > 0) {
-      wipe(buf, static_cast<std::size_t>(n));
-      c.drained += static_cast<std::size_t>(n);
-      if (c.drained > kDrainLimit) break;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    break;  // EOF or error
-  }
-  close(c.id);
-}
-
-void MuxServer::close(std::uint64_t id) {
-  auto it = conns_.find(id);
-  if (it == conns_.end()) return;
-  Conn& c = *it->second;
-  if (c.timer != 0) loop_.cancel_timer(c.timer);
-  loop_.remove(c.fd.get());
-  conns_.erase(it);
 }
 
 }  // namespace mailauth

@@ -1,4 +1,5 @@
-// MuxServer: serves the saslauthd mux protocol on one listening socket.
+// MuxServer: serves the saslauthd mux protocol on one listening socket, as a
+// protocol adapter over net::Server.
 //
 // Per connection (protocols.md A.2): read one request (protocol/mux codec),
 // authenticate it on the worker pool, write "OK" or "NO …", shut down the
@@ -7,23 +8,26 @@
 // SASL_FAIL and Postfix as "454 Temporary authentication failure" rather
 // than a permanent 535.  A malformed or incomplete request closes that
 // connection only, with a log line naming the peer.
+//
+// The request in flight is an auth::Liveness that the connection kills when
+// it closes; its answer is delivered only while it lives.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "protocol/mux/codec.h"
 #include "src/auth/authenticator.h"
 #include "src/config/config.h"
-#include "src/daemon/event_loop.h"
-#include "src/daemon/listener.h"
+#include "src/net/server.h"
+#include "src/runtime/event_loop.h"
 
 namespace mailauth {
 
 class MuxServer {
  public:
+  // `listener` may be null (the simulator adopts connections itself).
   MuxServer(EventLoop& loop, auth::Authenticator& authenticator, config::MuxConfig config,
             std::unique_ptr<UnixListener> listener);
   ~MuxServer();
@@ -31,45 +35,20 @@ class MuxServer {
   MuxServer& operator=(const MuxServer&) = delete;
 
   // Stop accepting and remove the socket file; open connections finish.
-  void stop_accepting();
-  std::size_t connections() const { return conns_.size(); }
+  void stop_accepting() { server_.stop_accepting(); }
+  std::size_t connections() const { return server_.connections(); }
   // New requests use these settings (reload); the socket stays as it is.
   void set_options(const config::MuxConfig& next);
   const config::MuxConfig& config() const { return config_; }
+  net::Server& server() { return server_; }
 
  private:
-  enum class State { Reading, Authenticating, Writing, Draining };
-  struct Conn {
-    std::uint64_t id = 0;
-    UniqueFd fd;
-    std::string peer;
-    State state = State::Reading;
-    std::unique_ptr<mux::Decoder> decoder;
-    EventLoop::TimerId timer = 0;
-    std::string out;
-    std::size_t out_pos = 0;
-    std::size_t drained = 0;
-  };
-
-  void on_accept();
-  void on_event(std::uint64_t id, uint32_t events);
-  void read_request(Conn& c);
-  void start_auth(Conn& c);
-  void send_reply(Conn& c, std::string_view text);
-  void flush(Conn& c);
-  void drain(Conn& c);
-  void close(std::uint64_t id);
-  Conn* find(std::uint64_t id);
-  void watch(Conn& c, uint32_t events);
+  class Session;
 
   EventLoop& loop_;
   auth::Authenticator& auth_;
   config::MuxConfig config_;
-  std::unique_ptr<UnixListener> listener_;
-  bool accepting_ = true;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
-  std::uint64_t next_id_ = 1;
-  static constexpr std::size_t kMaxConnections = 4096;
+  net::Server server_;  // last: destroyed first, while the rest still stands
 };
 
 }  // namespace mailauth

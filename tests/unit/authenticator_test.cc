@@ -1,4 +1,5 @@
 #include "src/auth/authenticator.h"
+#include "src/runtime/worker_pool.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -84,7 +85,7 @@ TEST(BackendChain, DisabledAndUnusableCredentialsNeverSucceed) {
 TEST(Authenticator, RunsOnTheWorkerPoolAndAnswersOnTheLoop) {
   TempDir dir;
   write_file(dir.file("a"), "alice:{PLAIN}pw\n");
-  EventLoop loop;
+  EpollLoop loop;
   WorkerPool pool(loop, 2, 16);
   Authenticator auth(loop, pool, chain_of({dir.file("a")}));
   std::vector<Outcome> got;

@@ -1,18 +1,19 @@
-#include "src/daemon/event_loop.h"
+#include "src/runtime/event_loop.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 
-#include "src/daemon/worker_pool.h"
+#include "src/runtime/worker_pool.h"
 
 namespace mailauth {
 namespace {
 
 TEST(EventLoop, TimersFireInOrderAndCancelledOnesDoNot) {
-  EventLoop loop;
+  EpollLoop loop;
   std::vector<int> fired;
   loop.add_timer(std::chrono::milliseconds(2), [&] { fired.push_back(2); });
   loop.add_timer(std::chrono::milliseconds(0), [&] { fired.push_back(0); });
@@ -25,7 +26,7 @@ TEST(EventLoop, TimersFireInOrderAndCancelledOnesDoNot) {
 }
 
 TEST(EventLoop, DispatchesReadableDescriptorsAndSurvivesRemovalInCallback) {
-  EventLoop loop;
+  EpollLoop loop;
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   UniqueFd a(sv[0]), b(sv[1]);
@@ -43,7 +44,7 @@ TEST(EventLoop, DispatchesReadableDescriptorsAndSurvivesRemovalInCallback) {
 }
 
 TEST(WorkerPool, JobsRunOnWorkersAndContinuationsOnTheLoop) {
-  EventLoop loop;
+  EpollLoop loop;
   WorkerPool pool(loop, 2, 100);
   const auto loop_thread = std::this_thread::get_id();
   std::atomic<int> on_workers{0};
@@ -55,15 +56,34 @@ TEST(WorkerPool, JobsRunOnWorkersAndContinuationsOnTheLoop) {
         EXPECT_EQ(std::this_thread::get_id(), loop_thread);
         if (++done == 20) loop.stop();
       };
-    }));
+    }, nullptr));
   }
   loop.run();
   EXPECT_EQ(done, 20);
   EXPECT_EQ(on_workers.load(), 20);
 }
 
+TEST(WorkerPool, AJobThatThrowsStillAnswersThroughItsFallback) {
+  EpollLoop loop;
+  WorkerPool pool(loop, 1, 10);
+  int answered = 0;
+  ASSERT_TRUE(pool.submit([]() -> WorkerPool::Continuation { throw std::runtime_error("boom"); },
+                          [&] { answered += 1; }));
+  ASSERT_TRUE(pool.submit([]() -> WorkerPool::Continuation { throw 42; },
+                          [&] { answered += 10; }));
+  ASSERT_TRUE(pool.submit([&]() -> WorkerPool::Continuation {
+                            return [&] {
+                              answered += 100;
+                              loop.stop();
+                            };
+                          },
+                          [&] { answered += 1000; }));
+  loop.run();
+  EXPECT_EQ(answered, 111) << "each job answers exactly once: its continuation or its fallback";
+}
+
 TEST(WorkerPool, FullQueueRefusesInsteadOfGrowing) {
-  EventLoop loop;
+  EpollLoop loop;
   WorkerPool pool(loop, 1, 2);
   std::atomic<bool> release{false};
   std::atomic<bool> started{false};
@@ -72,14 +92,14 @@ TEST(WorkerPool, FullQueueRefusesInsteadOfGrowing) {
     while (!release) std::this_thread::yield();
     return nullptr;
   };
-  ASSERT_TRUE(pool.submit(blocker));
+  ASSERT_TRUE(pool.submit(blocker, nullptr));
   while (!started) std::this_thread::yield();
-  EXPECT_TRUE(pool.submit([] { return WorkerPool::Continuation(); }));
-  EXPECT_TRUE(pool.submit([] { return WorkerPool::Continuation(); }));
-  EXPECT_FALSE(pool.submit([] { return WorkerPool::Continuation(); }));
+  EXPECT_TRUE(pool.submit([] { return WorkerPool::Continuation(); }, nullptr));
+  EXPECT_TRUE(pool.submit([] { return WorkerPool::Continuation(); }, nullptr));
+  EXPECT_FALSE(pool.submit([] { return WorkerPool::Continuation(); }, nullptr));
   release = true;
   pool.shutdown();
-  EXPECT_FALSE(pool.submit([] { return WorkerPool::Continuation(); }));
+  EXPECT_FALSE(pool.submit([] { return WorkerPool::Continuation(); }, nullptr));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Counters and a latency histogram for `stats` on the control socket, in
 // Prometheus' text exposition format.  Updated on the event loop thread
 // (every attempt ends there); the cache counters are atomics because cache
-// lookups happen on workers.
+// lookups happen on workers.  Shared (std::shared_ptr) by whoever records
+// into it, so that a worker job in flight keeps it alive.
 #pragma once
 
 #include <array>
@@ -26,6 +27,10 @@ class Metrics {
     penalty_seconds_ += seconds;
   }
   void refused_in_flight() { ++refused_in_flight_; }
+  // A completion (worker result, timer) that arrived for a request already
+  // cancelled, timed out or disconnected: dropped, never delivered.
+  void abandoned() { ++abandoned_; }
+  unsigned long long abandoned_count() const { return abandoned_; }
 
   std::atomic<unsigned long long> cache_hits{0};
   std::atomic<unsigned long long> cache_misses{0};
@@ -51,7 +56,8 @@ class Metrics {
   std::map<std::string, std::array<unsigned long long, kBuckets.size() + 1>> buckets_;  // per proto
   std::map<std::string, double> sum_;
   std::map<std::string, unsigned long long> count_;
-  unsigned long long reloads_ok_ = 0, reloads_failed_ = 0, penalized_ = 0, refused_in_flight_ = 0;
+  unsigned long long reloads_ok_ = 0, reloads_failed_ = 0, penalized_ = 0, refused_in_flight_ = 0,
+                     abandoned_ = 0;
   double penalty_seconds_ = 0;
   std::chrono::steady_clock::time_point started_;
 };

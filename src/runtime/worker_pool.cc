@@ -1,4 +1,4 @@
-#include "src/daemon/worker_pool.h"
+#include "src/runtime/worker_pool.h"
 
 #include <exception>
 #include <string>
@@ -15,11 +15,11 @@ WorkerPool::WorkerPool(EventLoop& loop, int threads, std::size_t max_queue)
 
 WorkerPool::~WorkerPool() { shutdown(); }
 
-bool WorkerPool::submit(Job job) {
+bool WorkerPool::submit(Job job, Continuation if_thrown) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || queue_.size() >= max_queue_) return false;
-    queue_.push_back(std::move(job));
+    queue_.emplace_back(std::move(job), std::move(if_thrown));
   }
   cv_.notify_one();
   return true;
@@ -49,11 +49,13 @@ void WorkerPool::shutdown() {
 void WorkerPool::run() {
   for (;;) {
     Job job;
+    Continuation if_thrown;
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
-      job = std::move(queue_.front());
+      job = std::move(queue_.front().first);
+      if_thrown = std::move(queue_.front().second);
       queue_.pop_front();
       ++busy_;
     }
@@ -62,8 +64,13 @@ void WorkerPool::run() {
       done = job();
     } catch (const std::exception& e) {
       // Jobs report failures through their continuation; an exception here is
-      // a bug, but it must not take the daemon down.
+      // a bug, but it must neither take the daemon down nor leave the
+      // request unanswered.
       log::error(std::string("worker job failed: ") + e.what());
+      done = std::move(if_thrown);
+    } catch (...) {
+      log::error("worker job failed with a non-standard exception");
+      done = std::move(if_thrown);
     }
     {
       std::lock_guard lock(mutex_);

@@ -1,4 +1,4 @@
-#include "src/daemon/event_loop.h"
+#include "src/runtime/event_loop.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -17,7 +17,7 @@ namespace {
 constexpr std::uint64_t kWakeupTag = ~std::uint64_t{0};
 }  // namespace
 
-EventLoop::EventLoop() {
+EpollLoop::EpollLoop() {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) fail("epoll_create1");
   wakeup_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -28,9 +28,9 @@ EventLoop::EventLoop() {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), &ev) != 0) fail("epoll_ctl");
 }
 
-EventLoop::~EventLoop() = default;
+EpollLoop::~EpollLoop() = default;
 
-void EventLoop::add(int fd, uint32_t events, FdCallback callback) {
+void EpollLoop::add(int fd, uint32_t events, FdCallback callback) {
   const std::uint32_t gen = next_generation_++;
   epoll_event ev{};
   ev.events = events;
@@ -39,7 +39,7 @@ void EventLoop::add(int fd, uint32_t events, FdCallback callback) {
   watches_[fd] = Watch{gen, std::make_shared<FdCallback>(std::move(callback))};
 }
 
-void EventLoop::modify(int fd, uint32_t events) {
+void EpollLoop::modify(int fd, uint32_t events) {
   auto it = watches_.find(fd);
   if (it == watches_.end()) return;
   epoll_event ev{};
@@ -49,11 +49,11 @@ void EventLoop::modify(int fd, uint32_t events) {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) fail("epoll_ctl(MOD)");
 }
 
-void EventLoop::remove(int fd) {
+void EpollLoop::remove(int fd) {
   if (watches_.erase(fd) > 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
-EventLoop::TimerId EventLoop::add_timer(std::chrono::milliseconds delay,
+EventLoop::TimerId EpollLoop::add_timer(std::chrono::milliseconds delay,
                                         std::function<void()> callback) {
   const TimerId id = next_timer_++;
   const auto when = Clock::now() + delay;
@@ -62,14 +62,14 @@ EventLoop::TimerId EventLoop::add_timer(std::chrono::milliseconds delay,
   return id;
 }
 
-void EventLoop::cancel_timer(TimerId id) {
+void EpollLoop::cancel_timer(TimerId id) {
   auto it = timer_index_.find(id);
   if (it == timer_index_.end()) return;
   timers_.erase(std::make_pair(it->second, id));
   timer_index_.erase(it);
 }
 
-void EventLoop::post(std::function<void()> fn) {
+void EpollLoop::post(std::function<void()> fn) {
   {
     std::lock_guard lock(posted_mutex_);
     posted_.push_back(std::move(fn));
@@ -78,7 +78,7 @@ void EventLoop::post(std::function<void()> fn) {
   [[maybe_unused]] ssize_t n = ::write(wakeup_.get(), &one, sizeof one);
 }
 
-void EventLoop::stop() {
+void EpollLoop::stop() {
   {
     std::lock_guard lock(posted_mutex_);
     stopping_ = true;
@@ -87,7 +87,7 @@ void EventLoop::stop() {
   [[maybe_unused]] ssize_t n = ::write(wakeup_.get(), &one, sizeof one);
 }
 
-int EventLoop::next_timeout_ms() const {
+int EpollLoop::next_timeout_ms() const {
   if (timers_.empty()) return -1;
   const auto delta = timers_.begin()->first.first - Clock::now();
   if (delta <= Clock::duration::zero()) return 0;
@@ -95,7 +95,7 @@ int EventLoop::next_timeout_ms() const {
   return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(delta).count());
 }
 
-void EventLoop::run_timers() {
+void EpollLoop::run_timers() {
   const auto now = Clock::now();
   while (!timers_.empty() && timers_.begin()->first.first <= now) {
     auto node = timers_.extract(timers_.begin());
@@ -104,7 +104,7 @@ void EventLoop::run_timers() {
   }
 }
 
-void EventLoop::run_posted() {
+void EpollLoop::run_posted() {
   std::uint64_t count;
   [[maybe_unused]] ssize_t n = ::read(wakeup_.get(), &count, sizeof count);
   std::vector<std::function<void()>> batch;
@@ -115,7 +115,7 @@ void EventLoop::run_posted() {
   for (auto& fn : batch) fn();
 }
 
-void EventLoop::run() {
+void EpollLoop::run() {
   {
     std::lock_guard lock(posted_mutex_);
     stopping_ = false;

@@ -3,8 +3,11 @@
 //
 // submit() takes a job that runs on a worker and returns a continuation; the
 // continuation is posted back to the event loop (through its eventfd) and runs
-// there.  The queue is bounded: when it is full submit() returns false and the
-// caller answers with a temporary failure instead of letting memory grow.
+// there.  A job that throws has its `if_thrown` continuation posted instead
+// (see executor.h).  The queue is bounded: when it is full submit() returns
+// false and the caller answers with a temporary failure instead of letting
+// memory grow.  At shutdown, jobs still queued are dropped with their
+// continuations (the loop no longer runs).
 #pragma once
 
 #include <condition_variable>
@@ -15,23 +18,22 @@
 #include <thread>
 #include <vector>
 
-#include "src/daemon/event_loop.h"
+#include "src/runtime/event_loop.h"
+#include "src/runtime/executor.h"
 
 namespace mailauth {
 
-class WorkerPool {
+class WorkerPool final : public Executor {
  public:
-  using Continuation = std::function<void()>;
-  using Job = std::function<Continuation()>;
 
   WorkerPool(EventLoop& loop, int threads, std::size_t max_queue);
-  ~WorkerPool();  // waits for running jobs; drops queued ones
+  ~WorkerPool() override;  // waits for running jobs; drops queued ones
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Loop thread (or any thread).  False when the queue is full or the pool is
   // shutting down; the job is then not run.
-  bool submit(Job job);
+  bool submit(Job job, Continuation if_thrown) override;
 
   std::size_t queued() const;
   std::size_t busy() const;
@@ -46,7 +48,7 @@ class WorkerPool {
   const std::size_t max_queue_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  std::deque<std::pair<Job, Continuation>> queue_;
   std::size_t busy_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> threads_;

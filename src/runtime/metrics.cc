@@ -1,4 +1,4 @@
-#include "src/daemon/metrics.h"
+#include "src/runtime/metrics.h"
 
 #include <cstdio>
 #include <sstream>
@@ -114,6 +114,9 @@ std::string Metrics::prometheus(const Gauges& g) const {
        "# HELP mailauth_refused_in_flight_total Requests refused: too many in flight from one address.\n"
        "# TYPE mailauth_refused_in_flight_total counter\n"
        "mailauth_refused_in_flight_total " << refused_in_flight_ << "\n"
+       "# HELP mailauth_auth_abandoned_total Answers dropped: their request was cancelled, timed out or its client left.\n"
+       "# TYPE mailauth_auth_abandoned_total counter\n"
+       "mailauth_auth_abandoned_total " << abandoned_ << "\n"
        "# HELP mailauth_reloads_total Configuration reloads.\n"
        "# TYPE mailauth_reloads_total counter\n"
        "mailauth_reloads_total{result=\"ok\"} " << reloads_ok_ << "\n"

@@ -1,4 +1,4 @@
-#include "src/daemon/listener.h"
+#include "src/net/listener.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -114,17 +114,16 @@ std::unique_ptr<UnixListener> UnixListener::adopt(int fd, std::string path) {
 
 UnixListener::~UnixListener() { remove_file(); }
 
-void UnixListener::accept_all(std::string_view who, const std::function<void(UniqueFd fd)>& take) {
+int UnixListener::accept_all(const std::function<void(UniqueFd fd)>& take) {
   for (;;) {
     const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       take(UniqueFd(fd));
       continue;
     }
-    if (errno == ECONNABORTED) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      log::error(std::string(who) + ": accept: " + std::strerror(errno));
-    return;
+    if (errno == ECONNABORTED || errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return errno;
   }
 }
 

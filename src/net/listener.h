@@ -29,9 +29,9 @@ class UnixListener {
 
   int fd() const { return fd_.get(); }
   // Accepts every pending connection (non-blocking, close-on-exec) and hands
-  // each to `take`.  Transient errors end the round; others are logged with
-  // `who` ("mux", "dovecot", …) in front.
-  void accept_all(std::string_view who, const std::function<void(UniqueFd fd)>& take);
+  // each to `take`.  Returns 0 when nothing more is pending, else the errno
+  // that ended the round (EMFILE, ENFILE, ENOBUFS, …) for the caller to act on.
+  int accept_all(const std::function<void(UniqueFd fd)>& take);
   const std::string& path() const { return path_; }
   // Unlink the socket file now (shutdown).
   void remove_file();
