@@ -402,7 +402,16 @@ void Authenticator::finish(const std::shared_ptr<Attempt>& a, const AuthResult& 
   if (a->admitted) a->services.policy->release(a->address_key);
   a->admitted = false;
   record(a->request, result, a->start, a->services);
+  if (dropped(a)) return;
   a->done(result);
+}
+
+bool Authenticator::dropped(const std::shared_ptr<Attempt>& a) {
+  if (!a->request.dead()) return false;
+  // The client cancelled, timed out or left: the answer goes nowhere, least
+  // of all to a new request that reuses the wire id.
+  if (a->services.metrics != nullptr) a->services.metrics->abandoned();
+  return true;
 }
 
 void Authenticator::lookup_credential(AuthRequest request, bool no_penalty, CredentialWork work,
@@ -449,6 +458,7 @@ void Authenticator::finish_lookup(const std::shared_ptr<Attempt>& a,
   --in_flight_;
   if (a->admitted) a->services.policy->release(a->address_key);
   a->admitted = false;
+  if (dropped(a)) return;
   a->lookup_done(found);
 }
 

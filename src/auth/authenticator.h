@@ -114,14 +114,16 @@ class Authenticator {
 
   // Checks a password: the brute-force policy first (refusal or a penalty
   // delay), then the chain on a worker.  `done` runs later on the loop
-  // thread, exactly once, after the attempt has been recorded — also when
-  // the request died meanwhile (request.life): the caller drops that answer.
+  // thread, at most once, after the attempt has been recorded: exactly once
+  // unless the request died meanwhile (request.life), whose answer is
+  // dropped and counted (mailauth_auth_abandoned_total).
   // `no_penalty`: the client asked to skip penalties (Dovecot's no-penalty).
   void authenticate(AuthRequest request, Done done, bool no_penalty = false);
 
   // For mechanisms that need the stored credential: the policy, then
   // lookup_credential() and `work` on a worker (where a mechanism may derive
-  // keys), then `done` on the loop, exactly once.  The caller records the
+  // keys), then `done` on the loop, exactly once unless the request died
+  // meanwhile (then never, as for authenticate()).  The caller records the
   // attempt's outcome with record() when the exchange ends.
   using CredentialWork = std::function<void(BackendChain::CredentialLookup&)>;
   using CredentialDone = std::function<void(BackendChain::CredentialLookup&)>;
@@ -155,6 +157,7 @@ class Authenticator {
   void run_lookup(const std::shared_ptr<Attempt>& attempt);
   void answer(const std::shared_ptr<Attempt>& attempt, AuthResult result);
   void finish(const std::shared_ptr<Attempt>& attempt, const AuthResult& result);
+  bool dropped(const std::shared_ptr<Attempt>& attempt);
   void finish_lookup(const std::shared_ptr<Attempt>& attempt,
                      BackendChain::CredentialLookup& found);
 

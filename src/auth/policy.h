@@ -81,6 +81,12 @@ class Policy {
   // The key an address is counted under ("v4:192.0.2.7", "v6:2001:db8:0:1::/64").
   std::string address_key(std::string_view address) const;
   std::size_t tracked() const { return failures_.size(); }
+  // Admitted requests not yet released, over all addresses.
+  std::size_t in_flight() const {
+    std::size_t n = 0;
+    for (const auto& [key, count] : in_flight_) n += static_cast<std::size_t>(count);
+    return n;
+  }
   const Options& options() const { return options_; }
 
  private:
