@@ -64,8 +64,8 @@ check-asan:
 fuzz:
 	CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMAILAUTH_FUZZ=ON -DMAILAUTH_TESTS=OFF $(CMAKE_ARGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_mux fuzz_dovecot fuzz_schemes
-	@for t in mux dovecot schemes; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_mux fuzz_dovecot fuzz_schemes fuzz_mux_server fuzz_dovecot_server
+	@for t in mux dovecot schemes mux_server dovecot_server; do \
 	  rm -rf $(FUZZ_BUILD)/corpus/$$t && mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
 	  cp tests/data/fuzz/$$t/* $(FUZZ_BUILD)/corpus/$$t/ && \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \

@@ -55,10 +55,11 @@ class SeededRng final : public Rng {
   std::uint64_t state_;
 };
 
-// Decisions read from a byte string (libFuzzer's input).
+// Decisions read from a byte string (libFuzzer's input); once it is used
+// up, from a generator seeded by its length, so a world always settles.
 class ByteRng final : public Rng {
  public:
-  ByteRng(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  ByteRng(const std::uint8_t* data, std::size_t size) : data_(data), size_(size), rest_(size) {}
   std::uint64_t next() override;
   bool exhausted() const override { return pos_ >= size_; }
 
@@ -66,6 +67,7 @@ class ByteRng final : public Rng {
   const std::uint8_t* data_;
   std::size_t size_;
   std::size_t pos_ = 0;
+  SeededRng rest_;
 };
 
 // An EventLoop whose time moves only when the scheduler says, and whose

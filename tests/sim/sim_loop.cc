@@ -15,6 +15,7 @@ std::uint64_t SeededRng::next() {
 }
 
 std::uint64_t ByteRng::next() {
+  if (pos_ >= size_) return rest_.next();
   std::uint64_t v = 0;
   for (int i = 0; i < 2 && pos_ < size_; ++i) v = (v << 8) | data_[pos_++];
   return v;
