@@ -5,8 +5,11 @@
 #                   foreground on the demo set-up in ./run/ (pwdfile, demo user)
 #   make check      install build and test dependencies, build with
 #                   -Werror, run every test; a short libFuzzer run of every
-#                   parser; then every test again under ASan/UBSan
+#                   parser and whole server connection; the unit tests
+#                   and simulator under TSan; then every test again under
+#                   ASan/UBSan
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each (default 20)
+#   make sim        the simulator on new seeds for SIM_SECONDS (default 60)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
 #   make clean
@@ -15,6 +18,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+SIM_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -22,7 +27,7 @@ CMAKE_ARGS ?=
 # The output of `make check` ends with ctest's summary, not make's chatter.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all build deps test-deps run check check-fast check-asan fuzz install clean
+.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz install clean
 
 all: build
 
@@ -47,6 +52,7 @@ run: deps
 check: test-deps
 	$(MAKE) check-fast
 	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) check-tsan
 	$(MAKE) check-asan
 
 check-fast: build
@@ -58,6 +64,19 @@ check-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+
+# Where threads meet (event loop, worker pool, authenticator, cache, policy):
+# the unit tests and the simulator under ThreadSanitizer.
+check-tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAILAUTH_TSAN=ON \
+	  -DSIM_SESSIONS=20000 $(CMAKE_ARGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target unit_tests mailauth-sim
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -L 'unit|sim'
+
+# Soak: the simulator on new seeds for SIM_SECONDS (make sim SIM_SECONDS=3600).
+sim: build
+	$(BUILD)/tests/sim/mailauth-sim --seed $$(date +%s) --seconds $(SIM_SECONDS)
 
 # Each parser's fuzzer runs from the seeds in tests/data/fuzz/NAME, on a
 # scratch copy of the corpus (the repository is never written).
@@ -95,4 +114,4 @@ install: build
 	fi
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -1,6 +1,7 @@
 // SimLoop and SimExecutor: the scheduler's hands on time, readiness and work.
 #include <poll.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "tests/sim/sim.h"
@@ -75,6 +76,12 @@ std::vector<std::pair<int, uint32_t>> SimLoop::ready() const {
     if (r & POLLERR) ev |= EPOLLERR;
     if (ev != 0) out.emplace_back(fds[i].fd, ev);
   }
+  // In the order the descriptors were watched, not by number: descriptor
+  // numbers differ between builds (sanitizers open their own), and a seed
+  // must replay the same world in every build.
+  std::sort(out.begin(), out.end(), [this](const auto& a, const auto& b) {
+    return watches_.at(a.first).generation < watches_.at(b.first).generation;
+  });
   return out;
 }
 

@@ -1,6 +1,7 @@
 // mailauth-sim: run simulated worlds (tests/sim/sim.h) from seeds.
 //
-//   mailauth-sim [--seed N] [--sessions N] [--seconds S] [--trace] [--mux-only|--dovecot-only]
+//   mailauth-sim [--seed N] [--sessions N] [--worlds N] [--seconds S] [--trace]
+//                [--check-replay N] [--mux-only|--dovecot-only]
 //
 // World i runs from seed N+i; worlds run until at least --sessions client
 // sessions have been played (or --seconds have passed, if given).  The first
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   std::uint64_t sessions = 1000;
   std::uint64_t worlds = 0;  // 0: as many as the sessions need
   double seconds = 0;
+  std::uint64_t replay = 0;  // run the first N worlds twice and compare
   sim::Options opt;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -37,11 +39,12 @@ int main(int argc, char** argv) {
     else if (a == "--worlds") worlds = value();
     else if (a == "--seconds") seconds = static_cast<double>(value());
     else if (a == "--trace") opt.trace = true;
+    else if (a == "--check-replay") replay = value();
     else if (a == "--mux-only") opt.dovecot = false;
     else if (a == "--dovecot-only") opt.mux = false;
     else {
       std::fprintf(stderr, "usage: mailauth-sim [--seed N] [--sessions N] [--worlds N] [--seconds S] "
-                           "[--trace] [--mux-only|--dovecot-only]\n");
+                           "[--trace] [--check-replay N] [--mux-only|--dovecot-only]\n");
       return 2;
     }
   }
@@ -55,6 +58,16 @@ int main(int argc, char** argv) {
       break;
     sim::SeededRng rng(seed + n);
     const sim::Report r = sim::run_world(rng, opt);
+    if (n < replay && r.ok) {
+      sim::SeededRng again(seed + n);
+      const sim::Report r2 = sim::run_world(again, opt);
+      if (r2.steps != r.steps || r2.requests != r.requests || r2.ok_answers != r.ok_answers ||
+          !r2.ok) {
+        std::printf("mailauth-sim: world seed %llu did not replay the same way\n0 passed, 1 failed\n",
+                    static_cast<unsigned long long>(seed + n));
+        return 1;
+      }
+    }
     played += r.sessions;
     requests += r.requests;
     oks += r.ok_answers;

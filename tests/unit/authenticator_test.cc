@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
 
 #include "backends/pwdfile/pwdfile_backend.h"
@@ -101,6 +102,68 @@ TEST(Authenticator, RunsOnTheWorkerPoolAndAnswersOnTheLoop) {
   EXPECT_EQ(std::count(got.begin(), got.end(), Outcome::Ok), 1);
   EXPECT_EQ(std::count(got.begin(), got.end(), Outcome::Fail), 1);
   EXPECT_EQ(auth.in_flight(), 0u);
+}
+
+// Where threads meet: workers check passwords against the cache while the
+// loop thread swaps the services (cache on/off, policy on/off) and the chain
+// under them, as reloads do; requests are cancelled while queued.  Run in
+// the ThreadSanitizer build (make check-tsan) as well.
+TEST(Authenticator, ReloadsWhileWorkersCheckAndRequestsDie) {
+  TempDir dir;
+  write_file(dir.file("a"), "alice:{PLAIN}pw\nbob:{PLAIN}bpw\n");
+  EpollLoop loop;
+  WorkerPool pool(loop, 4, 4096);
+  auto metrics = std::make_shared<Metrics>();
+  Services with{metrics, nullptr, nullptr};
+  config::Config cfg;
+  cfg.cache = config::CacheConfig{};
+  cfg.policy.enabled = true;
+  cfg.policy.max_in_flight = 1000;
+  cfg.policy.trusted_networks.clear();
+  cfg.policy.penalty = std::chrono::milliseconds(0);
+  with = make_services(cfg, with, system_clock());
+  Authenticator auth(loop, pool, chain_of({dir.file("a")}), with);
+  constexpr int kRequests = 3000;
+  int answered = 0, submitted = 0, wrong = 0;
+  std::vector<std::shared_ptr<Liveness>> lives;
+  std::function<void()> more = [&] {
+    for (int i = 0; i < 50 && submitted < kRequests; ++i, ++submitted) {
+      const bool right = submitted % 3 != 0;
+      auto r = request(submitted % 2 ? "alice" : "bob",
+                       right ? (submitted % 2 ? "pw" : "bpw") : "nope");
+      r.client_addr = "192.0.2." + std::to_string(submitted % 7);
+      auto life = std::make_shared<Liveness>();
+      r.life = life;
+      lives.push_back(life);
+      auth.authenticate(std::move(r), [&, right](const AuthResult& res) {
+        if ((res.outcome == Outcome::Ok) != right && res.outcome != Outcome::TempFail) ++wrong;
+        ++answered;
+      });
+      if (submitted % 11 == 0) lives[static_cast<std::size_t>(submitted) / 2]->kill();
+    }
+    // A reload: a new cache or none, the policy on or off, a new chain.
+    config::Config next = cfg;
+    if (submitted % 100 == 0) next.cache.reset();
+    next.policy.enabled = submitted % 150 != 0;
+    auth.set_services(make_services(next, auth.services(), system_clock()));
+    auth.set_chain(chain_of({dir.file("a")}));
+    if (submitted < kRequests) loop.post(more);
+  };
+  loop.post(more);
+  std::function<void()> check = [&] {
+    if (auth.in_flight() == 0 && submitted == kRequests) return loop.stop();
+    loop.add_timer(std::chrono::milliseconds(5), check);
+  };
+  loop.add_timer(std::chrono::milliseconds(5), check);
+  loop.run();
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(auth.in_flight(), 0u);
+  EXPECT_EQ(answered + static_cast<int>(metrics->abandoned_count()), kRequests)
+      << "every request is answered or, if it died, dropped and counted";
+  EXPECT_GT(metrics->abandoned_count(), 0u);
+  if (auth.services().policy) {
+    EXPECT_EQ(auth.services().policy->in_flight(), 0u);
+  }
 }
 
 }  // namespace
