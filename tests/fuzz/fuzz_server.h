@@ -16,6 +16,7 @@ namespace mailauth::fuzz {
 
 inline int run_server_world(const std::uint8_t* data, std::size_t size, bool mux, bool dovecot) {
   static bool init = [] {
+    sim::use_deterministic_randomness();
     password::init();
     log::init(log::Target::Stderr, log::Level::Error, "fuzz");
     return true;

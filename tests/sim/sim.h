@@ -129,6 +129,13 @@ class SimExecutor final : public Executor {
   std::vector<std::pair<Job, Continuation>> jobs_;
 };
 
+// libsodium's randomness (cache keys, handshake cookies, CRAM-MD5
+// challenges) from a seeded generator instead of the kernel, so that a world
+// replays exactly: cache shards, and so evictions, depend on keyed hashes.
+// Call once, before password::init() (sodium_init); run_world() reseeds it.
+void use_deterministic_randomness();
+void reseed_randomness(std::uint64_t seed);
+
 struct Options {
   bool mux = true;
   bool dovecot = true;

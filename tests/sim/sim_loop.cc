@@ -1,5 +1,6 @@
 // SimLoop and SimExecutor: the scheduler's hands on time, readiness and work.
 #include <poll.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -7,6 +8,29 @@
 #include "tests/sim/sim.h"
 
 namespace mailauth::sim {
+
+namespace {
+std::uint64_t g_random_state = 1;
+std::uint64_t next_random() {
+  std::uint64_t z = (g_random_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+const char* random_name() { return "mailauth-sim"; }
+uint32_t random_u32() { return static_cast<uint32_t>(next_random()); }
+void random_buf(void* buf, size_t size) {
+  auto* p = static_cast<unsigned char*>(buf);
+  for (size_t i = 0; i < size; ++i) p[i] = static_cast<unsigned char>(next_random());
+}
+randombytes_implementation g_impl = {random_name, random_u32, nullptr, nullptr, random_buf, nullptr};
+}  // namespace
+
+void use_deterministic_randomness() {
+  if (randombytes_set_implementation(&g_impl) != 0) throw std::runtime_error("randombytes_set_implementation");
+}
+
+void reseed_randomness(std::uint64_t seed) { g_random_state = seed; }
 
 std::uint64_t SeededRng::next() {
   std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);

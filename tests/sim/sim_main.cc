@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  sim::use_deterministic_randomness();
   password::init();
   log::init(log::Target::Stderr, opt.trace ? log::Level::Debug : log::Level::Error, "mailauth-sim");
   const auto start = std::chrono::steady_clock::now();

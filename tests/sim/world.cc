@@ -735,6 +735,7 @@ backend::VerifyResult SimVerifyBackend::verify(const backend::Query& q, std::str
 }  // namespace
 
 Report run_world(Rng& rng, const Options& options) {
+  reseed_randomness(rng.next());
   World w(rng, options);
   try {
     w.run();
