@@ -71,27 +71,38 @@ std::string ServerConnection::handshake(const std::vector<Mechanism>& mechanisms
   return out;
 }
 
-std::vector<Event> ServerConnection::feed(std::string_view bytes) {
+void ServerConnection::append(std::string_view bytes) {
+  if (state_ != State::Dead) buffer_.append(bytes);
+}
+
+std::optional<Event> ServerConnection::next() {
   std::vector<Event> out;
-  if (state_ == State::Dead) return out;
-  buffer_.append(bytes);
-  std::size_t start = 0;
-  while (state_ != State::Dead) {
-    const auto nl = buffer_.find('\n', start);
-    if (nl == std::string::npos) break;
-    std::string_view l(buffer_.data() + start, nl - start);
+  while (out.empty() && state_ != State::Dead) {
+    const auto nl = buffer_.find('\n');
+    if (nl == std::string::npos) {
+      if (buffer_.size() > max_line_)
+        fatal("line longer than " + std::to_string(max_line_) + " bytes", out);
+      break;
+    }
+    std::string_view l(buffer_.data(), nl);
     if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
     if (l.size() > max_line_) {
       fatal("line longer than " + std::to_string(max_line_) + " bytes", out);
       break;
     }
     line(l, out);
-    start = nl + 1;
+    if (state_ == State::Dead) break;  // fatal() wiped the buffer already
+    wipe(buffer_.data(), nl + 1);
+    buffer_.erase(0, nl + 1);
   }
-  wipe(buffer_.data(), start);
-  buffer_.erase(0, start);
-  if (state_ != State::Dead && buffer_.size() > max_line_)
-    fatal("line longer than " + std::to_string(max_line_) + " bytes", out);
+  if (out.empty()) return std::nullopt;
+  return std::move(out.front());
+}
+
+std::vector<Event> ServerConnection::feed(std::string_view bytes) {
+  append(bytes);
+  std::vector<Event> out;
+  while (auto e = next()) out.push_back(std::move(*e));
   return out;
 }
 

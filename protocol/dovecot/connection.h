@@ -68,8 +68,16 @@ class ServerConnection {
   static std::string handshake(const std::vector<Mechanism>& mechanisms, std::uint32_t pid,
                                std::uint64_t cuid, std::string_view cookie_hex);
 
-  // Append bytes from the socket; returns the events of the complete lines.
+  // Append bytes from the socket; then take the events one at a time with
+  // next().  A line is parsed only when next() reaches it, so everything the
+  // caller did with the events before it (finish() of an id, a CANCEL) is
+  // already known: the set of ids in flight never runs ahead of the caller.
   // After a Fatal event, further input is ignored.
+  void append(std::string_view bytes);
+  // The event of the next complete line that has one, or nothing.
+  std::optional<Event> next();
+  // append() and every next(): for callers that do not finish() ids
+  // between events (tests, fuzzing).
   std::vector<Event> feed(std::string_view bytes);
 
   // The request is over (OK, FAIL or dropped): its id may be reused.

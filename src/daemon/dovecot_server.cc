@@ -35,10 +35,14 @@ class DovecotServer::Session final : public net::Session {
   }
 
   void on_input(net::Connection& c, std::string_view bytes) override {
-    auto events = codec_.feed(bytes);
-    for (auto& e : events) {
-      if (c.closed()) return;
-      handle(c, e);
+    // One line at a time: the codec's ids in flight must never run ahead of
+    // this session's (a finish() of an id parsed before a later AUTH with
+    // the same id would otherwise free the later one's id in the codec).
+    codec_.append(bytes);
+    while (!c.closed()) {
+      std::optional<dovecot::Event> e = codec_.next();
+      if (!e) return;
+      handle(c, *e);
     }
   }
 
@@ -140,8 +144,14 @@ class DovecotServer::Session final : public net::Session {
     r->start = loop().now();
     r->session = this;
     r->conn = &c;
-    // The codec refuses an id that is in flight, so no live request is
-    // replaced here; a dead one with the same id is a different object.
+    // The codec refuses an id that is in flight; this session holds the
+    // same set, so no live request is ever replaced (it would live on,
+    // unkilled, past its connection).  Checked, not assumed.
+    if (requests_.count(r->id) != 0) {
+      log::error("dovecot: " + c.peer() + ": request id " + std::to_string(r->id) +
+                 " reused while in flight, past the codec; closing the connection");
+      return c.close();
+    }
     requests_[r->id] = r;
     bool offered = false;
     for (const auto& m : server_.config_.mechanisms) offered |= (m == r->mechanism);

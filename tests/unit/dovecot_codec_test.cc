@@ -33,6 +33,29 @@ TEST(DovecotCodec, HandshakeHasMechBeforeSpidAndEndsWithDone) {
   EXPECT_EQ(mechanism_flags("CRAM-MD5"), "dictionary\tactive");
 }
 
+// The server finishes a request while later lines of the same read are
+// still unparsed: the id is free again for the next AUTH, and an id in
+// flight stays refused.  (With all lines parsed up front, finishing the
+// first request freed the id the codec had already given to the second.)
+TEST(DovecotCodec, NextParsesOneLineAtATimeSoFinishBeforeTheNextLineCounts) {
+  ServerConnection c;
+  ready(c);
+  c.append("AUTH\t1\tPLAIN\tservice=smtp\nAUTH\t1\tPLAIN\tservice=smtp\n"
+           "AUTH\t1\tPLAIN\tservice=smtp\n");
+  auto first = c.next();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->kind, Event::Kind::Auth);
+  c.finish(1);  // answered before the next line is read
+  auto second = c.next();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->kind, Event::Kind::Auth);
+  EXPECT_TRUE(c.pending(1));
+  auto third = c.next();  // id 1 is in flight again: a protocol violation
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->kind, Event::Kind::Fatal);
+  EXPECT_FALSE(c.next());
+}
+
 TEST(DovecotCodec, PostfixAuthLineParses) {
   // protocols.md B.9.4, byte for byte.
   ServerConnection c;
