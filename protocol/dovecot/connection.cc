@@ -152,7 +152,12 @@ void ServerConnection::line(std::string_view l, std::vector<Event>& out) {
         out.push_back(std::move(e));
         return;
       }
-      return fatal("unknown command '" + std::string(cmd.substr(0, 32)) + "'", out);
+      // Named only when it is a word of this protocol (a client that talks
+      // server lines, say): anything else may be a client's credentials.
+      for (std::string_view word : {"VERSION", "CPID", "MECH", "SPID", "CUID", "COOKIE", "DONE",
+                                    "OK", "FAIL", "CONT", "AUTH", "CANCEL"})
+        if (cmd == word) return fatal("unexpected command '" + std::string(cmd) + "'", out);
+      return fatal("unknown command (a line of " + std::to_string(l.size()) + " bytes)", out);
     case State::Dead: return;
   }
 }

@@ -26,4 +26,14 @@ const std::vector<std::string>& supported() {
   return names;
 }
 
+std::string loggable_name(std::string_view name) {
+  static const std::vector<std::string_view> registered = {
+      "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS",
+      "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512", "DIGEST-MD5", "GSSAPI", "GS2-KRB5", "NTLM",
+      "EXTERNAL", "ANONYMOUS", "OTP", "XOAUTH2", "OAUTHBEARER", "APOP", "RPA", "SKEY"};
+  for (auto r : registered)
+    if (r == name) return std::string(name);
+  return "unknown";
+}
+
 }  // namespace mailauth::sasl

@@ -82,6 +82,12 @@ struct MechanismOptions {
 
 // Upper-case names: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256.
 std::unique_ptr<Mechanism> create(std::string_view name, const MechanismOptions& options);
+
+// A mechanism name as it may appear in a log line: the name itself when it
+// is one that SASL registers (ours, or another a client may ask for), else
+// "unknown".  A client can put anything where the name goes — base64 of its
+// credentials included — so an unregistered name is never logged.
+std::string loggable_name(std::string_view name);
 const std::vector<std::string>& supported();
 
 }  // namespace mailauth::sasl

@@ -77,6 +77,7 @@ class DovecotServer::Session final : public net::Session {
     std::string backend = "-";   // the backend that supplied the credential
     std::string unknown_reason;  // why the credential lookup found nobody (SCRAM fails later)
     bool working = false;        // a worker job or a delay timer is pending
+    bool delaying = false;       // its FAIL is being held back (failure delay)
     EventLoop::TimerId timer = 0;  // failure delay, or expiry while waiting for CONT
     // Valid while the request lives: closing the connection kills it first.
     Session* session = nullptr;
@@ -117,7 +118,7 @@ class DovecotServer::Session final : public net::Session {
   auth::AuthRequest auth_request(const Ref& r) const {
     auth::AuthRequest a;
     a.protocol = "dovecot";
-    a.mechanism = r->mechanism;
+    a.mechanism = sasl::loggable_name(r->mechanism);
     a.user = r->user;
     a.service = r->params.service;
     a.client_addr = r->params.rip;
@@ -157,7 +158,8 @@ class DovecotServer::Session final : public net::Session {
     for (const auto& m : server_.config_.mechanisms) offered |= (m == r->mechanism);
     if (!offered) {
       log::info("dovecot: " + c.peer() + ": request " + std::to_string(r->id) +
-                " for mechanism " + log::sanitize(r->mechanism, 32) + ", which is not offered");
+                " for mechanism " + sasl::loggable_name(r->mechanism) + " (" +
+                std::to_string(r->mechanism.size()) + " bytes), which is not offered");
       log(r, auth::Outcome::Fail, "-", "mechanism not offered");
       return reply_and_finish(r, dovecot::fail_line(r->id, {"", "", "Unsupported authentication mechanism", false}));
     }
@@ -187,6 +189,13 @@ class DovecotServer::Session final : public net::Session {
       return;
     }
     Ref r = it->second;
+    if (r->delaying) {
+      // The verdict is in and its FAIL is being held back: a CONT must not
+      // cut the delay short (nor earn another answer).  Ignored.
+      log::debug("dovecot: " + c.peer() + ": CONT for request " + std::to_string(r->id) +
+                 " during its failure delay; ignored");
+      return;
+    }
     if (r->working) {
       // The server has not asked for anything: the client is out of step.
       return reply_and_finish(r, dovecot::fail_line(r->id, {r->user, "", "Unexpected continuation", false}));
@@ -300,6 +309,7 @@ class DovecotServer::Session final : public net::Session {
     if (server_.config_.failure_delay.count() == 0) return reply_and_finish(r, line);
     // The failure delay is a timer: the worker is already free for others.
     r->working = true;
+    r->delaying = true;
     cancel_timer(*r);
     r->timer = loop().add_timer(server_.config_.failure_delay, [r, line = std::move(line)] {
       r->timer = 0;

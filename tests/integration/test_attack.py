@@ -1,0 +1,83 @@
+"""Attack resistance (issue 11), against the real daemon on its sockets:
+what a hostile client of the Dovecot or mux socket must not be able to do."""
+import base64
+import time
+import unittest
+
+from harness import DaemonTestCase, DovecotConnection, mkpasswd
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+class DovecotAttackTest(DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("auth")
+        self.passwd = self.write("passwd", "alice:" + mkpasswd("s3cret", "sha512crypt") + "\n")
+
+    def start(self, delay="0s"):
+        return self.daemon(f"""
+[daemon]
+workers = 2
+log = "stderr"
+log_level = "debug"
+
+[dovecot]
+socket = "{self.sock}"
+mode = "0666"
+failure_delay = "{delay}"
+
+[policy]
+enabled = false
+
+[[backend]]
+type = "pwdfile"
+path = "{self.passwd}"
+""", socket_path=self.sock)
+
+    def test_a_bare_line_of_credentials_never_reaches_the_log(self):
+        # A client that sends its base64 PLAIN data as a line of its own (or as
+        # the mechanism name) must not get it logged: it decodes to a password.
+        d = self.start()
+        secret = b64("\0alice\0Tr0ub4dor&3-horse")
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        conn.send(secret + "\n")
+        self.assertIsNone(conn.line(), "a protocol violation closes the connection")
+        conn.close()
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        conn.send(f"AUTH\t1\t{secret}\tservice=smtp\n")
+        self.assertTrue(conn.line().startswith("FAIL\t1"))
+        conn.close()
+        time.sleep(0.2)
+        log = d.log()
+        self.assertIn("protocol violation", log)
+        for leak in (secret, secret[:20], secret[:12], secret.upper()[:12], "Tr0ub4dor"):
+            self.assertNotIn(leak, log, "client bytes that may hold a password were logged")
+
+    def test_a_cont_during_the_failure_delay_does_not_cut_it_short(self):
+        d = self.start(delay="1500ms")
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        t0 = time.monotonic()
+        conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 'wrong')}\n")
+        # Wait until the check is done and the FAIL is being held back, then
+        # poke the request.
+        d.wait_log("result=fail", timeout=10)
+        conn.send("CONT\t1\tAAAA\n")
+        line = conn.line()
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(line)
+        self.assertTrue(line.startswith("FAIL\t1"), line)
+        self.assertGreaterEqual(elapsed, 1.4, f"the failure delay was skipped: FAIL after {elapsed:.2f}s")
+        # Exactly one answer for the request.
+        conn.send(f"AUTH\t2\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertEqual(conn.line(), "OK\t2\tuser=alice")
+        conn.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
