@@ -195,6 +195,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     cfg.daemon.group = s.get_string("group", "");
     cfg.daemon.workers = static_cast<int>(s.get_int("workers", 4, 1, 256));
     cfg.daemon.queue_size = static_cast<int>(s.get_int("queue_size", 1024, 1, 1'000'000));
+    cfg.daemon.max_connections =
+        static_cast<std::size_t>(s.get_int("max_connections", 4096, 1, 1'000'000));
     if (auto target = s.opt_string("log")) {
       if (*target == "syslog") cfg.daemon.log_target = log::Target::Syslog;
       else if (*target == "stderr") cfg.daemon.log_target = log::Target::Stderr;
@@ -247,6 +249,8 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
       s.fail("failure_delay", "must be at most 8s (Postfix gives up on the reply after 10s)");
     d.request_timeout = s.get_duration("request_timeout", std::chrono::seconds(150));
     if (d.request_timeout.count() == 0) s.fail("request_timeout", "must be more than 0");
+    d.idle_timeout = s.get_duration("idle_timeout", std::chrono::minutes(5));
+    if (d.idle_timeout < std::chrono::seconds(1)) s.fail("idle_timeout", "must be at least 1s");
     const std::string temp = s.get_string("temp_failure", "disconnect");
     if (temp == "disconnect") d.temp_failure_disconnect = true;
     else if (temp == "fail") d.temp_failure_disconnect = false;

@@ -76,6 +76,9 @@ struct DaemonConfig {
   std::string group;
   int workers = 4;
   int queue_size = 1024;  // pending jobs beyond this are a temporary failure
+  // Open client connections per listener; more are refused (and logged once
+  // per interval).  The systemd unit's LimitNOFILE leaves room for it.
+  std::size_t max_connections = 4096;
   std::optional<log::Target> log_target;  // unset: stderr in the foreground, else syslog
   log::Level log_level = log::Level::Info;
   std::string control_socket;   // empty: none
@@ -108,6 +111,9 @@ struct DovecotConfig {
   // A request waiting for the client's next CONT is dropped after this
   // (Dovecot's MASTER_AUTH_SERVER_TIMEOUT_SECS is 150 s).
   std::chrono::milliseconds request_timeout{150'000};
+  // A connection with no request in flight and no input for this long is
+  // closed (Postfix reconnects when it needs to).
+  std::chrono::milliseconds idle_timeout{300'000};
 };
 
 // [cache]: present = enabled.

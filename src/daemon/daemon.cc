@@ -146,6 +146,8 @@ class Daemon {
     if (dovecot_listener)
       dovecot = std::make_unique<DovecotServer>(loop, authenticator, *cfg_.dovecot,
                                                 std::move(dovecot_listener));
+    if (mux) mux->server().set_max_connections(cfg_.daemon.max_connections);
+    if (dovecot) dovecot->server().set_max_connections(cfg_.daemon.max_connections);
     if (control_listener) {
       ControlServer::Handlers h;
       h.stats = [&] {
@@ -299,6 +301,8 @@ class Daemon {
       if (mux && next.mux)
         mux->set_options(*next.mux);
       if (dovecot && next.dovecot) dovecot->set_options(*next.dovecot);
+      if (mux) mux->server().set_max_connections(next.daemon.max_connections);
+      if (dovecot) dovecot->server().set_max_connections(next.daemon.max_connections);
       if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user ||
           next.daemon.control_socket != cfg_.daemon.control_socket)
         log::warning("reload: [daemon] workers/user/control_socket changed; they take effect on "

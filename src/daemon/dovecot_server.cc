@@ -32,6 +32,7 @@ class DovecotServer::Session final : public net::Session {
     c.send(dovecot::ServerConnection::handshake(
         server_.advertised_, static_cast<std::uint32_t>(::getpid()), c.id(),
         hex_encode(std::string_view(reinterpret_cast<char*>(cookie), sizeof cookie))));
+    arm_idle_timer(c);
   }
 
   void on_input(net::Connection& c, std::string_view bytes) override {
@@ -41,9 +42,10 @@ class DovecotServer::Session final : public net::Session {
     codec_.append(bytes);
     while (!c.closed()) {
       std::optional<dovecot::Event> e = codec_.next();
-      if (!e) return;
+      if (!e) break;
       handle(c, *e);
     }
+    arm_idle_timer(c);
   }
 
   void on_eof(net::Connection& c) override {
@@ -86,6 +88,19 @@ class DovecotServer::Session final : public net::Session {
   using Ref = std::shared_ptr<Request>;
 
   EventLoop& loop() { return server_.loop_; }
+
+  // Idle: no input for idle_timeout and nothing in flight.  A connection
+  // with requests in flight is looked at again later (each request has its
+  // own deadline).  Idle connections hold descriptors that new clients need.
+  void arm_idle_timer(net::Connection& c) {
+    const auto timeout = server_.config_.idle_timeout;
+    c.set_timer(timeout, [this, &c, timeout] {
+      if (!requests_.empty()) return arm_idle_timer(c);
+      log::debug("dovecot: " + c.peer() + ": idle for " + std::to_string(timeout.count() / 1000) +
+                 " s; closing");
+      c.close();
+    });
+  }
 
   void cancel_timer(Request& r) {
     if (r.timer != 0) loop().cancel_timer(r.timer);
@@ -373,6 +388,7 @@ void DovecotServer::set_options(const config::DovecotConfig& config) {
   config_.failure_delay = config.failure_delay;
   config_.temp_failure_disconnect = config.temp_failure_disconnect;
   config_.request_timeout = config.request_timeout;
+  config_.idle_timeout = config.idle_timeout;
   advertised_ = advertise(config_.mechanisms);
 }
 

@@ -96,7 +96,8 @@ def insist_on_root(text):
 class Daemon:
     """One mailauthd process with its own directory, config and log."""
 
-    def __init__(self, workdir, config, args=(), name="mailauthd"):
+    def __init__(self, workdir, config, args=(), name="mailauthd", wrapper=()):
+        self.wrapper = list(wrapper)  # e.g. ["prlimit", "--nofile=64"]
         self.dir = workdir
         self.config_path = os.path.join(workdir, f"{name}.conf")
         self.log_path = os.path.join(workdir, f"{name}.log")
@@ -116,7 +117,7 @@ class Daemon:
 
     def start(self, wait_for=None, timeout=15):
         self.logfile = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([MAILAUTHD, "--foreground", "--config", self.config_path]
+        self.proc = subprocess.Popen(self.wrapper + [MAILAUTHD, "--foreground", "--config", self.config_path]
                                      + self.args, stdout=self.logfile, stderr=self.logfile)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -207,8 +208,8 @@ class DaemonTestCase(unittest.TestCase):
         os.rename(p + ".tmp", p)
         return p
 
-    def daemon(self, config, args=(), name="mailauthd", socket_path=None):
-        d = Daemon(self.tmp, config, args, name)
+    def daemon(self, config, args=(), name="mailauthd", socket_path=None, wrapper=()):
+        d = Daemon(self.tmp, config, args, name, wrapper)
         self.daemons.append(d)
         return d.start(wait_for=socket_path)
 

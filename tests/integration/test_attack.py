@@ -1,10 +1,13 @@
 """Attack resistance (issue 11), against the real daemon on its sockets:
 what a hostile client of the Dovecot or mux socket must not be able to do."""
 import base64
+import os
+import socket
 import time
 import unittest
 
-from harness import DaemonTestCase, DovecotConnection, mkpasswd
+from harness import (DaemonTestCase, DovecotConnection, mkpasswd, mux_frame, mux_reply_text,
+                     which)
 
 
 def b64(s):
@@ -81,3 +84,77 @@ path = "{self.passwd}"
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DescriptorLimitTest(DaemonTestCase):
+    """At the descriptor limit the daemon keeps serving the connections it
+    has, does not spin on accept, does not flood the log, and closes Dovecot
+    connections that stay idle."""
+
+    def test_at_the_fd_limit_it_neither_spins_nor_stops_serving(self):
+        mux = self.path("mux")
+        auth = self.path("auth")
+        passwd = self.write("passwd", "alice:{PLAIN}s3cret\n")
+        d = self.daemon(f"""
+[daemon]
+workers = 2
+log = "stderr"
+log_level = "debug"
+
+[saslauthd]
+socket = "{mux}"
+mode = "0666"
+
+[dovecot]
+socket = "{auth}"
+mode = "0666"
+idle_timeout = "3s"
+
+[policy]
+enabled = false
+
+[[backend]]
+type = "pwdfile"
+path = "{passwd}"
+""", socket_path=auth, wrapper=[which("prlimit"), "--nofile=64:64"])
+        # A mux client that connected before the limit was reached.
+        early = socket.socket(socket.AF_UNIX)
+        early.connect(mux)
+        idle = []
+        for _ in range(80):  # more than the descriptors left
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(auth)  # the backlog takes what accept cannot
+            idle.append(s)
+        time.sleep(0.5)
+        cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+        time.sleep(2)
+        share = (cpu_seconds(d.proc.pid) - cpu0) / (time.monotonic() - t0)
+        # The early client still gets its answer while the limit is hit.
+        early.sendall(mux_frame("alice", "s3cret", "smtp", ""))
+        early.settimeout(5)
+        self.assertEqual(mux_reply_text(early.recv(100)), "OK")
+        early.close()
+        self.assertLess(share, 0.3, f"mailauthd used {share:.0%} of a CPU while idle at the fd limit")
+        errors = d.log().count("Too many open files")
+        self.assertLess(errors, 10, f"{errors} log lines about the descriptor limit")
+        self.assertIn("refused", d.log())
+        # Idle Dovecot connections are closed after idle_timeout, so the ones
+        # waiting in the backlog get in and are served.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and d.log().count("idle for") < 20:
+            time.sleep(0.2)
+        self.assertGreaterEqual(d.log().count("idle for"), 20, "idle Dovecot connections were not closed")
+        for s in idle:
+            s.close()
+        conn = DovecotConnection(auth)
+        conn.handshake()
+        conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertEqual(conn.line(), "OK\t1\tuser=alice")
+        conn.close()

@@ -72,6 +72,7 @@ struct DovecotReq {
   std::string mech;       // PLAIN, PLAIN-NOIR (PLAIN without initial response), LOGIN, CRAM-MD5
   int stage = 0;          // CONTs answered so far
   bool waiting = true;    // the client expects a final answer
+  bool cancelled = false; // the client sent CANCEL: the server forgets it once read
   bool poisoned = false;  // the client sent junk for it: it can never be OK
   bool stray = false;     // a CONT for an id not in flight: expects FAIL "timed out"
   std::uint64_t sent = 0;
@@ -231,6 +232,7 @@ struct World {
     dc.failure_delay = std::chrono::milliseconds(rng.chance(50) ? 0 : rng.below(500));
     dc.temp_failure_disconnect = rng.chance(50);
     dc.request_timeout = std::chrono::milliseconds(200 + rng.below(3000));
+    dc.idle_timeout = std::chrono::milliseconds(300 + rng.below(5000));
     config::MuxConfig mc;
     mc.request_timeout = std::chrono::milliseconds(200 + rng.below(3000));
     mc.failure_delay = std::chrono::milliseconds(rng.chance(50) ? 0 : rng.below(300));
@@ -383,6 +385,7 @@ struct World {
   // -- Dovecot client --------------------------------------------------------
   void dovecot_line(Client& c, const std::string& line) {
     const auto f = split_tabs(line);
+    if (opt.trace && c.handshake_done) trace("client " + std::to_string(c.number) + " reads " + line);
     if (!c.handshake_done) {
       static const std::set<std::string> handshake = {"VERSION", "MECH", "SPID", "CUID", "COOKIE", "DONE"};
       if (!handshake.count(f[0])) violation(c, "unexpected line in the handshake: " + line);
@@ -457,6 +460,7 @@ struct World {
   // meanwhile): then it earns a user-less FAIL, which the client may see.
   void send_cont(Client& c, std::uint32_t id, std::string_view data) {
     c.out += "CONT\t" + std::to_string(id) + "\t" + base64_encode(data) + "\n";
+    trace("client " + std::to_string(c.number) + " sends CONT " + std::to_string(id));
     DovecotReq s;
     s.id = id;
     s.stray = true;
@@ -492,8 +496,11 @@ struct World {
       // completion must never confuse.
       std::vector<std::uint32_t> reusable;
       for (auto& [id, q] : c.reqs) {
+        // Only answered or cancelled requests free an id: one the client
+        // just stopped waiting for may still be in flight in the server
+        // (reusing its id is the client's protocol error, not a test).
         bool busy = id >= 100000;
-        for (auto& x : q) busy |= x.waiting;
+        for (auto& x : q) busy |= !x.stray && !x.cancelled;
         if (!busy) reusable.push_back(id);
       }
       if (!reusable.empty() && rng.chance(50)) {
@@ -502,6 +509,7 @@ struct World {
         const std::uint32_t marker = c.next_marker++;
         c.markers[marker] = {r.id, r.epoch};
         c.out += "CONT\t" + std::to_string(marker) + "\tx\n";
+        trace("client " + std::to_string(c.number) + " sends marker " + std::to_string(marker));
       } else {
         r.id = c.next_id++;
       }
@@ -534,6 +542,7 @@ struct World {
       c.out += "CANCEL\t" + std::to_string(r.id) + "\n";
       trace("client " + std::to_string(c.number) + " cancels " + std::to_string(r.id));
       r.waiting = false;
+      r.cancelled = true;
       --c.script;
       return;
     }
