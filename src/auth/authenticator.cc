@@ -163,11 +163,26 @@ void BackendChain::rehash(backend::Backend& b, const AuthRequest& request,
   const std::string& target = b.rehash_scheme();
   backend::AccountStore* store = b.accounts();
   if (target.empty() || store == nullptr || cred.default_scheme != "CRYPT") return;
-  // What a fresh hash of the target scheme starts with, up to its salt
-  // ("$argon2id$v=19$m=19456,t=2,p=1", "$y$j9T", "$2b$10", "$6"): made once.
+  // A scheme that reads only part of the password (DES: 8 bytes, bcrypt:
+  // 72) verified only that part; hashing the whole typed string under the
+  // target would store something the user never set, and lock them out.
+  const std::size_t read = password::password_bytes_read(cred.stored.view(), cred.default_scheme);
+  if (read != 0 && request.password.size() > read) {
+    result->reason = "not rehashed: " + password::scheme_of(cred.stored.view()) + " reads only " +
+                     std::to_string(read) + " bytes of the password";
+    return;
+  }
+  // What a fresh hash of the target scheme says about scheme and cost, without
+  // its salt ("$argon2id$v=19$m=19456,t=2,p=1", "$y$j9T", "$2b$10", "$6$",
+  // "$5$rounds=10000$"): made once.
   static std::mutex prefix_mutex;
   static std::map<std::string, std::string> prefixes;
   auto params_of = [](std::string_view h) {
+    if (h.rfind("$5$", 0) == 0 || h.rfind("$6$", 0) == 0) {
+      // SHA-crypt: "$6$[rounds=N$]salt$hash"; the salt is not a parameter.
+      if (h.substr(3).rfind("rounds=", 0) == 0) return std::string(h.substr(0, h.find('$', 3) + 1));
+      return std::string(h.substr(0, 3));
+    }
     std::size_t pos = 0;
     int dollars = 0;
     const int keep = h.rfind("$argon2", 0) == 0 ? 4 : 3;

@@ -204,6 +204,17 @@ std::string scheme_of(std::string_view stored, std::string_view default_scheme) 
   return "UNKNOWN";
 }
 
+std::size_t password_bytes_read(std::string_view stored, std::string_view default_scheme) {
+  std::string scheme = scheme_of(stored, default_scheme);
+  if (auto p = split_prefix(stored); p && (p->name == "CRYPT" || p->name == "DES-CRYPT" ||
+                                           p->name == "BLF-CRYPT")) {
+    scheme = p->name == "CRYPT" ? scheme_of(p->data, "CRYPT") : p->name;
+  }
+  if (scheme == "DES-CRYPT") return 8;
+  if (scheme == "BCRYPT" || scheme == "BLF-CRYPT") return 72;
+  return 0;
+}
+
 std::optional<Secret> plaintext_of(std::string_view stored, std::string_view default_scheme) {
   std::optional<Prefixed> p = split_prefix(stored);
   if (!p) {

@@ -40,6 +40,12 @@ Verdict verify(std::string_view stored, std::string_view password,
 // "SHA512-CRYPT", "PLAIN", …) or "UNKNOWN".  Never returns any part of the hash.
 std::string scheme_of(std::string_view stored, std::string_view default_scheme = "CRYPT");
 
+// How many bytes of a password the stored value's scheme reads: 8 for
+// traditional DES crypt, 72 for bcrypt, 0 when it reads all of them.  A
+// longer password that verified was only verified up to there, so it must
+// not be stored under another scheme (rehash-on-login).
+std::size_t password_bytes_read(std::string_view stored, std::string_view default_scheme = "CRYPT");
+
 // Hash a password for storage.  Scheme names (case-insensitive) are those of
 // hash_schemes(); throws std::invalid_argument for any other.  Salts come from
 // libsodium's CSPRNG.  The result has no {SCHEME} prefix for crypt(3) and

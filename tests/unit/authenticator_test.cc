@@ -1,6 +1,7 @@
 #include "src/auth/authenticator.h"
 #include "src/runtime/worker_pool.h"
 
+#include <crypt.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -204,6 +205,57 @@ TEST(Rehash, ALegacyHashIsUpgradedAtTheNextSuccessfulLogin) {
   EXPECT_EQ(r.reason, "");
   // A disabled account is never rehashed (its login fails).
   EXPECT_EQ(chain.check_password(request("bob", "bpw")).outcome, Outcome::Fail);
+}
+
+// Issue 12, item 2: the "already the target" check compared the salt too,
+// so sha512-crypt and sha256-crypt targets were rewritten on every login.
+TEST(Rehash, EveryTargetSchemeIsRewrittenOnceOnly) {
+  for (const char* target : {"sha512-crypt", "sha256-crypt", "yescrypt", "bcrypt", "argon2id"}) {
+    SCOPED_TRACE(target);
+    TempDir dir;
+    write_file(dir.file("a"), std::string("alice:") + ::crypt("pw", "$1$saltsalt$") + "\n");
+    auto b = std::make_unique<backend::PwdfileBackend>("file", dir.file("a"), "CRYPT");
+    b->set_rehash_scheme(target);
+    std::vector<std::unique_ptr<backend::Backend>> v;
+    v.push_back(std::move(b));
+    BackendChain chain(std::move(v));
+    AuthResult r = chain.check_password(request("alice", "pw"));
+    EXPECT_EQ(r.outcome, Outcome::Ok);
+    EXPECT_EQ(r.reason.rfind("rehashed MD5-CRYPT to ", 0), 0u) << r.reason;
+    for (int i = 0; i < 3; ++i) {
+      r = chain.check_password(request("alice", "pw"));
+      EXPECT_EQ(r.outcome, Outcome::Ok);
+      EXPECT_EQ(r.reason, "") << "login " << i + 2 << " rewrote the hash again";
+    }
+  }
+}
+
+// Issue 11, item 7: DES reads 8 bytes, bcrypt 72.  A longer typed password
+// verifies, but storing all of it under the target would lock the user out
+// of the password they really have.
+TEST(Rehash, NeverFromASchemeThatReadPartOfThePassword) {
+  struct Case {
+    std::string stored, typed, real;
+  };
+  const std::string long_real(72, 'b');
+  for (const Case& c : {Case{::crypt("password", "ab"), "password-XYZ", "password"},
+                        Case{password::hash("bcrypt", long_real), long_real + "tail", long_real}}) {
+    TempDir dir;
+    write_file(dir.file("a"), "alice:" + c.stored + "\n");
+    auto b = std::make_unique<backend::PwdfileBackend>("file", dir.file("a"), "CRYPT");
+    b->set_rehash_scheme("yescrypt");
+    std::vector<std::unique_ptr<backend::Backend>> v;
+    v.push_back(std::move(b));
+    BackendChain chain(std::move(v));
+    AuthResult r = chain.check_password(request("alice", c.typed));
+    EXPECT_EQ(r.outcome, Outcome::Ok) << "the scheme itself accepts the longer string";
+    EXPECT_EQ(r.reason.rfind("not rehashed", 0), 0u) << r.reason;
+    EXPECT_EQ(chain.check_password(request("alice", c.real)).outcome, Outcome::Ok)
+        << "the real password still works";
+    // Typed within the scheme's length: rehashed as usual.
+    r = chain.check_password(request("alice", c.real));
+    EXPECT_EQ(r.outcome, Outcome::Ok);
+  }
 }
 
 TEST(Rehash, CompareAndSwapLeavesAChangedCredentialAlone) {
