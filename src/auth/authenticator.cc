@@ -83,6 +83,7 @@ AuthResult cached_answer(CredentialCache::Hit hit, const std::string& backend) {
   AuthResult r{hit == CredentialCache::Hit::Positive ? Outcome::Ok : Outcome::Fail, backend,
                hit == CredentialCache::Hit::Positive ? "" : "wrong password (cached)"};
   r.cached = true;
+  r.costed = false;
   return r;
 }
 }  // namespace
@@ -148,8 +149,10 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       }
       return {Outcome::Fail, b->name(), "wrong password"};
     }
+    AuthResult unknown{Outcome::Fail, "-", "unknown user", true};
     if (has_lookup_) decoy_verify(request.password.view());
-    return {Outcome::Fail, "-", "unknown user", true};
+    else unknown.costed = false;  // verify-only backends answered; their cost is not imitated
+    return unknown;
   } catch (const std::exception& e) {
     return {Outcome::TempFail, "-", std::string("internal error: ") + e.what()};
   }
@@ -391,12 +394,22 @@ void Authenticator::run_check(const std::shared_ptr<Attempt>& a) {
 }
 
 void Authenticator::answer(const std::shared_ptr<Attempt>& a, AuthResult result) {
-  const double ms = std::chrono::duration<double, std::milli>(loop_.now() - a->start).count();
-  if (!result.unknown_user && result.outcome != Outcome::TempFail && !result.cached) {
-    known_ms_ = known_ms_ == 0 ? ms : known_ms_ * 0.9 + ms * 0.1;
-  } else if (result.unknown_user && known_ms_ > ms && !a->request.dead()) {
-    // Hold the answer back so that it takes as long as a known user's.
-    const auto pad = std::chrono::milliseconds(static_cast<long>(std::min(known_ms_ - ms, 2000.0)));
+  const auto elapsed = loop_.now() - a->start;
+  if (!result.unknown_user && result.outcome != Outcome::TempFail && result.costed) {
+    // A real check of a known user's credential: one sample of what a
+    // check costs here, now.
+    recent_[recent_next_++ % recent_.size()] = elapsed;
+    recent_count_ = std::min(recent_count_ + 1, recent_.size());
+  } else if (result.outcome == Outcome::Fail && !result.costed && recent_count_ > 0 &&
+             !a->request.dead()) {
+    // A "no" that cost nothing would tell an account (or a repeated wrong
+    // password) from the rest: hold it back to the time of a real check,
+    // drawn from the recent ones, so both follow one distribution.  A
+    // timer: no worker waits.
+    const auto target = recent_[randombytes_uniform(static_cast<uint32_t>(recent_count_))];
+    // Rounded down: the loop fires timers up to a millisecond late.
+    const auto pad = std::chrono::floor<std::chrono::milliseconds>(
+        std::min<EventLoop::Clock::duration>(target - elapsed, std::chrono::seconds(2)));
     if (pad.count() > 0) {
       loop_.add_timer(pad, [this, a, result = std::move(result)] { finish(a, result); });
       return;

@@ -4,14 +4,17 @@
 //   user decides; TempFail ends the chain) ─► password::verify ─► AuthResult
 //   ─► continuation on the event loop ─► one log line per attempt.
 //
-// Unknown users cost what known users cost, two ways: with lookup backends
-// the password is checked against a decoy credential (the last stored
-// credential seen, or an Argon2id hash made at start-up); and the answer for
-// an unknown user is held back (a loop timer) until the running average time
-// of answers for known users has passed — which also covers verify-only
-// backends such as PAM, whose cost the decoy cannot imitate.
+// Every "no" takes what a real check takes, so that neither an unknown
+// user nor a repeated wrong password can be told by its answer time: with
+// lookup backends an unknown user's password is checked against a decoy
+// credential (the last stored credential seen, or an Argon2id hash made at
+// start-up); and a "no" that ran no check of that cost — a negative cache
+// hit, an unknown user behind verify-only backends such as PAM — is held
+// back (a loop timer) to the answer time of a recent real check, drawn at
+// random from the last 64, so both follow one distribution.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -166,7 +169,11 @@ class Authenticator {
   std::shared_ptr<const BackendChain> chain_;
   Services services_;
   std::size_t in_flight_ = 0;
-  double known_ms_ = 0;  // moving average of answer times for known users
+  // Answer times of recent real checks of known users' credentials: what a
+  // "no" that cost nothing is held back to (one of them, drawn at random).
+  std::array<EventLoop::Clock::duration, 64> recent_{};
+  std::size_t recent_next_ = 0;
+  std::size_t recent_count_ = 0;
 };
 
 }  // namespace mailauth::auth

@@ -56,6 +56,11 @@ struct AuthResult {
   std::string reason;   // for the log only, never sent to the client
   bool unknown_user = false;  // no backend knew the user
   bool cached = false;        // answered from the credential cache
+  // A password check of a real credential's cost ran for this answer (the
+  // stored hash, the decoy for an unknown user, or PAM).  A "no" without
+  // one (a negative cache hit, an unknown user where no lookup backend can
+  // supply a decoy) is held back to the time a real check takes.
+  bool costed = true;
   std::string password_tag;   // keyed hash of the password tried (brute-force policy)
 };
 

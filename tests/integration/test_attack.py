@@ -1,8 +1,12 @@
 """Attack resistance (issue 11), against the real daemon on its sockets:
 what a hostile client of the Dovecot or mux socket must not be able to do."""
 import base64
+import math
 import os
+import random
 import socket
+import statistics
+import subprocess
 import time
 import unittest
 
@@ -157,4 +161,122 @@ path = "{passwd}"
         conn.handshake()
         conn.send(f"AUTH\t1\tPLAIN\tservice=smtp\tresp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
         self.assertEqual(conn.line(), "OK\t1\tuser=alice")
+        conn.close()
+
+
+def ks_2samp(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic and its asymptotic p-value."""
+    a, b = sorted(a), sorted(b)
+    n, m = len(a), len(b)
+    i = j = 0
+    d = 0.0
+    while i < n and j < m:
+        x = min(a[i], b[j])
+        while i < n and a[i] <= x:
+            i += 1
+        while j < m and b[j] <= x:
+            j += 1
+        d = max(d, abs(i / n - j / m))
+    ne = n * m / (n + m)
+    lam = (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne)) * d
+    p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return d, max(0.0, min(1.0, p))
+
+
+class TimingTest(DaemonTestCase):
+    """Finding 2: every "no" — a repeated wrong password answered from the
+    negative cache, an unknown user, a disabled user, a fresh wrong password —
+    takes the same time, on both protocols.  Relative comparisons inside one
+    run, samples interleaved, so a loaded machine slows all kinds alike."""
+
+    SAMPLES = 200
+
+    def test_no_answer_tells_an_account_or_a_repeated_password_by_its_time(self):
+        mux = self.path("mux")
+        auth = self.path("auth")
+        # Slow enough (about 10 ms) that fixed overheads do not dominate.
+        slow = subprocess.run([which("mkpasswd"), "-m", "sha512crypt", "-R", "30000", "--stdin"],
+                              input=b"s3cret", capture_output=True, check=True).stdout.decode().strip()
+        passwd = self.write("passwd", f"alice:{slow}\nbob:{slow}\ndave:!{slow}\n")
+        self.daemon(f"""
+[daemon]
+workers = 2
+log = "stderr"
+
+[saslauthd]
+socket = "{mux}"
+mode = "0666"
+
+[dovecot]
+socket = "{auth}"
+mode = "0666"
+failure_delay = "0s"
+
+[cache]
+ttl = "10m"
+negative_ttl = "10m"
+
+[policy]
+enabled = false
+
+[[backend]]
+type = "pwdfile"
+path = "{passwd}"
+""", socket_path=auth)
+        conn = DovecotConnection(auth)
+        conn.handshake()
+        ids = iter(range(1, 100000))
+
+        def dovecot(user, password):
+            i = next(ids)
+            t = time.perf_counter()
+            conn.send(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={b64(chr(0) + user + chr(0) + password)}\n")
+            line = conn.line()
+            elapsed = time.perf_counter() - t
+            self.assertTrue(line.startswith(f"FAIL\t{i}"), line)
+            return elapsed
+
+        def muxed(user, password):
+            t = time.perf_counter()
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            s.connect(mux)
+            s.sendall(mux_frame(user, password, "smtp", ""))
+            reply = mux_reply_text(s.recv(100))
+            elapsed = time.perf_counter() - t
+            s.close()
+            self.assertTrue(reply.startswith("NO"), reply)
+            return elapsed
+
+        for name, ask in (("dovecot", dovecot), ("mux", muxed)):
+            # Passwords of one length: SHA-crypt's cost grows with it, and
+            # the client chooses the password, not the account.
+            kinds = {
+                "fresh wrong password": lambda k: ("alice", f"wrong{k:05d}{name[0]}"),
+                "repeated wrong password (negative cache)": lambda k: ("bob", f"wrong99999{name[0]}"),
+                "unknown user": lambda k: (f"nobody-{name}-{k}", f"wrong{k:05d}{name[0]}"),
+                "disabled user": lambda k: ("dave", f"wrong{k:05d}{name[0]}"),
+            }
+            for user, password in (kinds[k](-1) for k in kinds):  # warm up (fills the cache)
+                ask(user, password)
+            times = {k: [] for k in kinds}
+            order = list(kinds)
+            shuffle = random.Random(7)
+            for k in range(self.SAMPLES):
+                shuffle.shuffle(order)  # no kind always follows another
+                for kind in order:
+                    times[kind].append(ask(*kinds[kind](k)))
+            base = times["fresh wrong password"]
+            base_median = statistics.median(base)
+            for kind, sample in times.items():
+                if kind == "fresh wrong password":
+                    continue
+                with self.subTest(protocol=name, kind=kind):
+                    median = statistics.median(sample)
+                    d, p = ks_2samp(base, sample)
+                    detail = (f"{kind}: median {median * 1000:.2f} ms vs {base_median * 1000:.2f} ms "
+                              f"for a fresh wrong password; KS D={d:.3f} p={p:.4f}")
+                    print(f"\n{name}: {detail}")
+                    self.assertLess(abs(median - base_median) / base_median, 0.10, detail)
+                    self.assertGreater(p, 0.01, detail)
         conn.close()
