@@ -1,17 +1,16 @@
 #include "src/auth/policy.h"
 
 #include <arpa/inet.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <functional>
 
 namespace mailauth::auth {
 
 namespace {
-constexpr std::size_t kMaxTracked = 100'000;
-constexpr std::size_t kRecentTags = 8;
-constexpr std::size_t kGoodPerUser = 4;
 constexpr std::chrono::hours kGoodFor{24};
 
 // Parse an address the way clients send it: "192.0.2.7", "2001:db8::1",
@@ -89,28 +88,42 @@ std::string Policy::address_key(std::string_view address) const {
   return std::string(v6 ? "v6:" : "v4:") + buf + "/" + std::to_string(bits);
 }
 
-void Policy::expire(TimePoint now) {
-  if (now - last_sweep_ < std::chrono::seconds(60) && failures_.size() < kMaxTracked) return;
-  last_sweep_ = now;
-  for (auto it = failures_.begin(); it != failures_.end();) {
-    if (now - it->second.last > options_.window) it = failures_.erase(it);
-    else ++it;
-  }
-  // Still too many (an attack from very many addresses): forget the oldest.
-  while (failures_.size() > kMaxTracked) {
-    auto oldest = std::min_element(failures_.begin(), failures_.end(), [](auto& a, auto& b) {
-      return a.second.last < b.second.last;
-    });
-    failures_.erase(oldest);
+std::string Policy::user_key(std::string_view user) const {
+  if (user.size() <= kMaxUserKeyLength) return "user:" + std::string(user);
+  // Long names: a digest, so an entry's size stays bounded.
+  unsigned char digest[16];
+  crypto_generichash(digest, sizeof digest, reinterpret_cast<const unsigned char*>(user.data()),
+                     user.size(), nullptr, 0);
+  char hex[2 * sizeof digest + 1];
+  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+  return std::string("user#") + hex;
+}
+
+void Policy::erase(Table& t, Failures* f) {
+  t.by_count[static_cast<std::size_t>(f->count)].remove(f);
+  t.map.erase(t.map.find(*f->key));
+}
+
+// Each list is ordered by last failure: pop expired fronts.  O(lists +
+// entries expired).
+void Policy::expire(Table& t, TimePoint now) {
+  for (int c = 1; c <= kMaxCount; ++c) {
+    auto& list = t.by_count[static_cast<std::size_t>(c)];
+    while (Failures* f = list.front()) {
+      ++work_;
+      if (now - f->last <= options_.window) break;
+      erase(t, f);
+    }
   }
 }
 
-std::chrono::milliseconds Policy::penalty_for(const std::string& key,
+std::chrono::milliseconds Policy::penalty_for(Table& t, const std::string& key,
                                               std::chrono::milliseconds cap) {
-  auto it = failures_.find(key);
-  if (it == failures_.end() || it->second.count <= 0) return std::chrono::milliseconds(0);
+  auto it = t.map.find(key);
+  if (it == t.map.end()) return std::chrono::milliseconds(0);
   if (clock_() - it->second.last > options_.window) {
-    failures_.erase(it);
+    ++work_;
+    erase(t, &it->second);
     return std::chrono::milliseconds(0);
   }
   const int shift = std::min(it->second.count - 1, 20);
@@ -129,14 +142,18 @@ Policy::Admission Policy::admit(std::string_view address, std::string_view user,
       return a;
     }
     ++n;
+    ++in_flight_total_;
   }
   bool exempt = no_penalty || a.address_key.empty();
   for (const auto& net : options_.trusted) exempt |= net.contains(address);
   if (!exempt) {
-    const auto by_address = penalty_for(a.address_key, options_.max_penalty);
+    const auto by_address = penalty_for(addresses_, a.address_key, options_.max_penalty);
     auto by_user = std::chrono::milliseconds(0);
-    if (!user.empty() && !known_good(user, a.address_key))
-      by_user = penalty_for("user:" + std::string(user), options_.max_user_penalty);
+    if (!user.empty()) {
+      const std::string ukey = user_key(user);
+      if (!known_good(ukey, a.address_key))
+        by_user = penalty_for(users_, ukey, options_.max_user_penalty);
+    }
     a.delay = std::max(by_address, by_user);
   }
   return a;
@@ -146,56 +163,107 @@ void Policy::release(const std::string& key) {
   if (key.empty()) return;
   auto it = in_flight_.find(key);
   if (it == in_flight_.end()) return;
+  --in_flight_total_;
   if (--it->second <= 0) in_flight_.erase(it);
 }
 
-void Policy::count_failure(const std::string& key, std::string_view tag, TimePoint now) {
-  Failures& f = failures_[key];
-  if (now - f.last > options_.window) {
-    f.count = 0;
-    f.recent_tags.clear();
+void Policy::count_failure(Table& t, const std::string& key, std::string_view tag, TimePoint now) {
+  Failures* f = nullptr;
+  if (auto it = t.map.find(key); it != t.map.end()) {
+    f = &it->second;
+    t.by_count[static_cast<std::size_t>(f->count)].remove(f);
+  } else {
+    if (t.size() >= t.cap) {
+      // Full: the lowest count goes, the oldest among equals.
+      for (int c = 1; c <= kMaxCount; ++c)
+        if (Failures* victim = t.by_count[static_cast<std::size_t>(c)].front()) {
+          ++work_;
+          erase(t, victim);
+          break;
+        }
+    }
+    const auto ins = t.map.try_emplace(key).first;
+    f = &ins->second;
+    f->key = &ins->first;
   }
-  f.last = now;
+  if (now - f->last > options_.window) {
+    f->count = 0;
+    f->ntags = 0;
+    f->next_tag = 0;
+  }
+  f->last = now;
+  bool repeated = false;
   if (!tag.empty()) {
-    if (std::find(f.recent_tags.begin(), f.recent_tags.end(), tag) != f.recent_tags.end()) return;
-    f.recent_tags.emplace_back(tag);
-    if (f.recent_tags.size() > kRecentTags) f.recent_tags.pop_front();
+    const std::uint64_t h = std::hash<std::string_view>{}(tag);
+    repeated = std::find(f->tags.begin(), f->tags.begin() + f->ntags, h) != f->tags.begin() + f->ntags;
+    if (!repeated) {
+      f->tags[f->next_tag] = h;
+      f->next_tag = static_cast<std::uint8_t>((f->next_tag + 1) % kRecentTags);
+      if (f->ntags < kRecentTags) ++f->ntags;
+    }
   }
-  ++f.count;
+  if (!repeated && f->count < kMaxCount) ++f->count;
+  t.by_count[static_cast<std::size_t>(f->count)].push_back(f);
 }
 
 void Policy::failed(std::string_view address, std::string_view user, std::string_view tag) {
   const TimePoint now = clock_();
-  expire(now);
+  expire(addresses_, now);
+  expire(users_, now);
   const std::string key = address_key(address);
-  if (!key.empty()) count_failure(key, tag, now);
-  if (!user.empty()) count_failure("user:" + std::string(user), tag, now);
+  if (!key.empty()) count_failure(addresses_, key, tag, now);
+  if (!user.empty()) count_failure(users_, user_key(user), tag, now);
 }
 
-bool Policy::known_good(std::string_view user, const std::string& key) {
-  auto it = good_.find(std::string(user));
+bool Policy::known_good(const std::string& ukey, const std::string& key) {
+  auto it = good_.find(ukey);
   if (it == good_.end()) return false;
   const TimePoint now = clock_();
-  for (const auto& [k, when] : it->second)
+  for (const auto& [k, when] : it->second.recent)
     if (k == key && now - when < kGoodFor) return true;
   return false;
 }
 
 void Policy::succeeded(std::string_view address, std::string_view user) {
+  const TimePoint now = clock_();
   const std::string key = address_key(address);
-  if (!key.empty()) failures_.erase(key);
+  if (!key.empty())
+    if (auto it = addresses_.map.find(key); it != addresses_.map.end()) erase(addresses_, &it->second);
   if (user.empty()) return;
-  failures_.erase("user:" + std::string(user));
+  const std::string ukey = user_key(user);
+  if (auto it = users_.map.find(ukey); it != users_.map.end()) erase(users_, &it->second);
   if (key.empty()) return;
-  auto& list = good_[std::string(user)];
-  for (auto it = list.begin(); it != list.end(); ++it)
-    if (it->first == key) {
-      list.erase(it);
+  // Forget users whose last success is a day old; the list is ordered by it.
+  while (Good* g = good_lru_.front()) {
+    if (now - g->last < kGoodFor) break;
+    ++work_;
+    good_lru_.remove(g);
+    good_.erase(good_.find(*g->user_key));
+  }
+  auto it = good_.find(ukey);
+  if (it == good_.end()) {
+    if (good_.size() >= kMaxGoodUsers) {  // the oldest last success goes
+      Good* g = good_lru_.front();
+      ++work_;
+      good_lru_.remove(g);
+      good_.erase(good_.find(*g->user_key));
+    }
+    it = good_.try_emplace(ukey).first;
+    it->second.user_key = &it->first;
+  } else {
+    good_lru_.remove(&it->second);
+  }
+  Good& g = it->second;
+  auto& list = g.recent;
+  for (auto r = list.begin(); r != list.end(); ++r)
+    if (r->first == key) {
+      list.erase(r);
       break;
     }
-  list.emplace_back(key, clock_());
-  if (list.size() > kGoodPerUser) list.pop_front();
-  if (good_.size() > kMaxTracked) good_.erase(good_.begin());  // bounded; any victim will do
+  if (list.size() >= kGoodPerUser) list.erase(list.begin());
+  list.emplace_back(key, now);
+  g.last = now;
+  good_lru_.push_back(&g);
 }
 
 }  // namespace mailauth::auth

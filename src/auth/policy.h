@@ -12,7 +12,8 @@
 //     successfully in the last day, so an attacker who fails for alice from
 //     elsewhere does not slow alice down.
 //   - The same wrong password again does not count again (clients retrying a
-//     saved, outdated password are not attackers).
+//     saved, outdated password are not attackers); the last kRecentTags
+//     password tags per key are remembered, as 64-bit hashes.
 //   - A success from an address clears that address's and that user's
 //     failures.
 //   - At most `max_in_flight` requests per address prefix are processed at
@@ -21,17 +22,49 @@
 //     (libsasl2 2.1.28 sends none over the mux protocol) and Dovecot requests
 //     carrying `no-penalty` are exempt from penalties (not from counting).
 //
+// Bounded, and cheap per event (an attacker must not be able to slow the
+// event loop or grow memory by failing with random user names or addresses):
+//
+//   - Address keys and user-name keys are kept in two separate tables of at
+//     most kMaxAddressKeys and kMaxUserKeys entries, so a flood of one kind
+//     can never evict the other.  A user name longer than kMaxUserKeyLength
+//     bytes is counted under a BLAKE2b digest of it, so an entry's size is
+//     bounded too.
+//   - Eviction rule: a new key in a full table evicts the entry with the
+//     LOWEST failure count, the oldest last failure among equal counts.  A
+//     flood of fresh keys (one failure each) therefore only ever evicts
+//     one-failure keys: a counter with two or more failures in the window (a
+//     repeat offender, or a user being guessed for) survives any number of
+//     them.  To evict a counter with c failures an attacker must hold a
+//     table's worth of other keys with at least c failures each inside the
+//     window (c × 100,000 failures per window).  The price: while that
+//     holds, new keys only last until the next insertion.  Rejected
+//     alternatives: "oldest first" lets every flood erase the victim's
+//     counter; "never evict penalised keys" lets a flood of penalised keys
+//     stop all counting.
+//   - Internally each table keeps one list per failure count (saturated at
+//     kMaxCount, where the penalty no longer grows), each ordered by last
+//     failure: a failure moves its entry to the back of its count's list,
+//     eviction takes the front of the lowest non-empty list, and expiry after
+//     `window` pops expired fronts — O(1) per event, never a scan.
+//   - Recent successes (for sparing a user's own addresses) are kept for at
+//     most kMaxGoodUsers users, kGoodPerUser addresses each, for a day; the
+//     user whose last success is oldest is forgotten first (only successes
+//     add users, so an attacker needs that many working accounts).
+//   - Requests in flight are tracked per address only while admitted; their
+//     number is bounded by the daemon's connection and per-connection limits.
+//
 // Loop thread only; time comes from an injectable clock.
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "src/auth/clock.h"
@@ -60,7 +93,20 @@ class Policy {
     int max_in_flight = 16;
   };
 
+  // The bounds (see above).
+  static constexpr std::size_t kMaxAddressKeys = 100'000;
+  static constexpr std::size_t kMaxUserKeys = 100'000;
+  static constexpr std::size_t kMaxTracked = kMaxAddressKeys + kMaxUserKeys;
+  static constexpr std::size_t kMaxUserKeyLength = 256;
+  static constexpr std::size_t kMaxGoodUsers = 100'000;
+  static constexpr std::size_t kGoodPerUser = 4;
+  static constexpr std::size_t kRecentTags = 8;
+  // Failure counts saturate here: base × 2^20 is past any sane cap.
+  static constexpr int kMaxCount = 21;
+
   Policy(Options options, Clock clock);
+  Policy(const Policy&) = delete;  // the tables hold pointers into themselves
+  Policy& operator=(const Policy&) = delete;
   // Reload: new limits, the counters stay.
   void set_options(Options options) { options_ = std::move(options); }
 
@@ -80,33 +126,86 @@ class Policy {
 
   // The key an address is counted under ("v4:192.0.2.7", "v6:2001:db8:0:1::/64").
   std::string address_key(std::string_view address) const;
-  std::size_t tracked() const { return failures_.size(); }
+  // Failure counters held: at most kMaxTracked.
+  std::size_t tracked() const { return addresses_.size() + users_.size(); }
+  std::size_t tracked_addresses() const { return addresses_.size(); }
+  std::size_t tracked_users() const { return users_.size(); }
+  // Users with recent successes remembered: at most kMaxGoodUsers.
+  std::size_t good_users() const { return good_.size(); }
   // Admitted requests not yet released, over all addresses.
-  std::size_t in_flight() const {
-    std::size_t n = 0;
-    for (const auto& [key, count] : in_flight_) n += static_cast<std::size_t>(count);
-    return n;
-  }
+  std::size_t in_flight() const { return in_flight_total_; }
+  // Entries touched by expiry and eviction so far (for tests: it must grow
+  // by a small constant per event, whatever the tables hold).
+  std::size_t work() const { return work_; }
   const Options& options() const { return options_; }
 
  private:
-  struct Failures {
-    int count = 0;
-    TimePoint last{};
-    std::deque<std::string> recent_tags;  // last few wrong-password tags
+  // An intrusive doubly-linked list of T (which has `T* prev, *next`);
+  // the elements live in an unordered_map, whose nodes never move.
+  template <class T>
+  class List {
+   public:
+    T* front() const { return head_; }
+    void push_back(T* e) {
+      e->prev = tail_;
+      e->next = nullptr;
+      (tail_ != nullptr ? tail_->next : head_) = e;
+      tail_ = e;
+    }
+    void remove(T* e) {
+      (e->prev != nullptr ? e->prev->next : head_) = e->next;
+      (e->next != nullptr ? e->next->prev : tail_) = e->prev;
+      e->prev = e->next = nullptr;
+    }
+
+   private:
+    T* head_ = nullptr;
+    T* tail_ = nullptr;
   };
-  std::chrono::milliseconds penalty_for(const std::string& key, std::chrono::milliseconds cap);
-  void count_failure(const std::string& key, std::string_view tag, TimePoint now);
-  void expire(TimePoint now);
-  bool known_good(std::string_view user, const std::string& address_key);
+
+  struct Failures {
+    const std::string* key = nullptr;  // the map's key
+    int count = 0;                     // 1..kMaxCount while in the table
+    TimePoint last{};
+    std::array<std::uint64_t, kRecentTags> tags{};  // hashes of recent wrong passwords
+    std::uint8_t ntags = 0;
+    std::uint8_t next_tag = 0;
+    Failures* prev = nullptr;  // in Table::by_count[count], ordered by `last`
+    Failures* next = nullptr;
+  };
+  struct Table {
+    explicit Table(std::size_t limit) : cap(limit) {}
+    std::size_t size() const { return map.size(); }
+    std::size_t cap;
+    std::unordered_map<std::string, Failures> map;
+    std::array<List<Failures>, kMaxCount + 1> by_count;  // [0] unused
+  };
+
+  struct Good {
+    const std::string* user_key = nullptr;
+    std::vector<std::pair<std::string, TimePoint>> recent;  // address keys, newest last
+    TimePoint last{};
+    Good* prev = nullptr;  // in good_lru_, ordered by `last`
+    Good* next = nullptr;
+  };
+
+  std::string user_key(std::string_view user) const;
+  std::chrono::milliseconds penalty_for(Table& t, const std::string& key,
+                                        std::chrono::milliseconds cap);
+  void count_failure(Table& t, const std::string& key, std::string_view tag, TimePoint now);
+  void erase(Table& t, Failures* f);
+  void expire(Table& t, TimePoint now);
+  bool known_good(const std::string& user_key, const std::string& address_key);
 
   Options options_;
   Clock clock_;
-  std::unordered_map<std::string, Failures> failures_;
-  // Per user: address keys of recent successes, newest last.
-  std::unordered_map<std::string, std::deque<std::pair<std::string, TimePoint>>> good_;
+  Table addresses_{kMaxAddressKeys};
+  Table users_{kMaxUserKeys};
+  std::unordered_map<std::string, Good> good_;  // by user key
+  List<Good> good_lru_;
   std::unordered_map<std::string, int> in_flight_;
-  TimePoint last_sweep_{};
+  std::size_t in_flight_total_ = 0;
+  std::size_t work_ = 0;
 };
 
 }  // namespace mailauth::auth

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <string>
+
 namespace mailauth::auth {
 namespace {
 
@@ -118,6 +121,158 @@ TEST(Policy, InFlightCapPerAddress) {
   EXPECT_FALSE(p.admit("192.0.2.8", "x", false).refused) << "per address";
   p.release(held[0].address_key);
   EXPECT_FALSE(p.admit("192.0.2.7", "x", false).refused);
+}
+
+// --- Bounded work and memory under floods (issue 11) ------------------------
+
+// A fresh IPv6 /64 per i, so each failure makes a new address key.
+std::string fresh_address(int i) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "2001:db8:%x:%x::1", (i >> 16) & 0xffff, i & 0xffff);
+  return buf;
+}
+
+constexpr int kFlood = 200'000;
+constexpr int kBatch = 1000;
+
+// Once the tables are full every failure evicts: the work per failure must
+// stay a small constant (the old code swept and min-scanned the whole
+// table, ~200,000 entries touched per failure).
+TEST(Policy, FloodsCostBoundedWorkPerFailure) {
+  ManualClock clock;
+  Policy p(opts(), clock.clock());
+  constexpr std::size_t kMaxWorkPerFailure = 8;
+  // Fresh user names without an address (the mux protocol), then fresh
+  // addresses, each with a fresh user name too.
+  for (int phase = 0; phase < 2; ++phase) {
+    for (int i = 0; i < kFlood; i += kBatch) {
+      const std::size_t before = p.work();
+      for (int j = i; j < i + kBatch; ++j) {
+        clock.advance(milliseconds(1));
+        const std::string user = "flood" + std::to_string(phase) + "-" + std::to_string(j);
+        p.failed(phase == 0 ? "" : fresh_address(j), user, "");
+      }
+      ASSERT_LE(p.work() - before, kBatch * kMaxWorkPerFailure)
+          << "phase " << phase << ", after " << i + kBatch << " failures, " << p.tracked()
+          << " keys tracked";
+    }
+  }
+  EXPECT_EQ(p.tracked_users(), Policy::kMaxUserKeys);
+  EXPECT_EQ(p.tracked_addresses(), Policy::kMaxAddressKeys);
+}
+
+TEST(Policy, MemoryIsBounded) {
+  ManualClock clock;
+  Policy p(opts(), clock.clock());
+  for (int i = 0; i < 250'000; ++i) {
+    p.failed(fresh_address(i), "flood" + std::to_string(i), "");
+    // Some keys with more failures too, so eviction has several counts to pick from.
+    if (i % 7 == 0) p.failed(fresh_address(i), "flood" + std::to_string(i), "second");
+    if (i % kBatch == 0) {
+      ASSERT_LE(p.tracked_addresses(), Policy::kMaxAddressKeys);
+      ASSERT_LE(p.tracked_users(), Policy::kMaxUserKeys);
+      ASSERT_LE(p.tracked(), Policy::kMaxTracked);
+    }
+  }
+  EXPECT_EQ(p.tracked(), Policy::kMaxTracked);
+  // A very long user name costs no more than a short one, and is still
+  // counted under its own name.
+  const std::string long_name(60'000, 'x');
+  for (int i = 0; i < 3; ++i) p.failed("", long_name, std::to_string(i));
+  EXPECT_EQ(delay(p, "192.0.2.1", long_name), seconds(2));
+  EXPECT_EQ(delay(p, "192.0.2.1", long_name + "y"), milliseconds(0));
+  EXPECT_LE(p.tracked(), Policy::kMaxTracked);
+  // Recent successes: bounded, the oldest last success forgotten first.
+  p.succeeded("198.51.100.20", "alice");
+  for (int i = 0; i < 150'000; ++i) {
+    clock.advance(milliseconds(1));
+    p.succeeded(fresh_address(i), "user" + std::to_string(i));
+    if (i % kBatch == 0) {
+      ASSERT_LE(p.good_users(), Policy::kMaxGoodUsers);
+    }
+  }
+  EXPECT_EQ(p.good_users(), Policy::kMaxGoodUsers);
+  // alice's success was the oldest: she is no longer spared; the newest user is.
+  for (int i = 0; i < 3; ++i) p.failed("203.0.113.1", "alice", std::to_string(i));
+  EXPECT_EQ(delay(p, "198.51.100.20", "alice"), seconds(2));
+  for (int i = 0; i < 3; ++i) p.failed("203.0.113.1", "user149999", std::to_string(i));
+  EXPECT_EQ(delay(p, fresh_address(149'999), "user149999"), milliseconds(0));
+}
+
+// The eviction rule protects every counter with two or more failures in the
+// window (an address or a user being penalised) from floods of fresh keys,
+// and user-name keys can never evict address keys at all.
+TEST(Policy, FloodsDoNotEraseAPenalisedVictim) {
+  ManualClock clock;
+  Policy p(opts(), clock.clock());
+  // The victims: an address guessing passwords (3 failures: 2 s), a user
+  // name someone guesses for from several addresses (2 s), and an address
+  // with a single failure (500 ms).
+  for (int i = 0; i < 3; ++i) p.failed("192.0.2.7", "", "v" + std::to_string(i));
+  for (int i = 0; i < 3; ++i)
+    p.failed("203.0.113." + std::to_string(i), "alice", "g" + std::to_string(i));
+  p.failed("192.0.2.8", "", "once");
+  ASSERT_EQ(delay(p, "192.0.2.7", ""), seconds(2));
+  ASSERT_EQ(delay(p, "198.51.100.1", "alice"), seconds(2));
+  ASSERT_EQ(delay(p, "192.0.2.8", ""), milliseconds(500));
+
+  // 200,000 fresh user names over the mux (no address, so no penalty).
+  for (int i = 0; i < kFlood; ++i) {
+    clock.advance(milliseconds(1));
+    p.failed("", "flood" + std::to_string(i), "");
+    if (i % kBatch == kBatch - 1) {
+      ASSERT_EQ(delay(p, "192.0.2.7", ""), seconds(2)) << "after " << i + 1 << " user names";
+      ASSERT_EQ(delay(p, "198.51.100.1", "alice"), seconds(2)) << "after " << i + 1;
+      ASSERT_EQ(delay(p, "192.0.2.8", ""), milliseconds(500))
+          << "user names evicted an address, after " << i + 1;
+    }
+  }
+  // 200,000 fresh addresses, each failing for a fresh user name.
+  for (int i = 0; i < kFlood; ++i) {
+    clock.advance(milliseconds(1));
+    p.failed(fresh_address(i), "other" + std::to_string(i), "");
+    if (i % kBatch == kBatch - 1) {
+      ASSERT_EQ(delay(p, "192.0.2.7", ""), seconds(2)) << "after " << i + 1 << " addresses";
+      ASSERT_EQ(delay(p, "198.51.100.1", "alice"), seconds(2)) << "after " << i + 1;
+    }
+  }
+  EXPECT_LE(p.tracked(), Policy::kMaxTracked);
+  // The victims still escalate.
+  p.failed("192.0.2.7", "", "v3");
+  EXPECT_EQ(delay(p, "192.0.2.7", ""), seconds(4));
+}
+
+TEST(Policy, ExpiryAfterTheWindowStillWorks) {
+  ManualClock clock;
+  Policy p(opts(), clock.clock());
+  for (int i = 0; i < 1000; ++i) {
+    const int times = i % 4 == 0 ? 30 : 1 + i % 3;  // counts 1, 2, 3 and saturated
+    for (int k = 0; k < times; ++k)
+      p.failed(fresh_address(i), "old" + std::to_string(i), std::to_string(k));
+  }
+  EXPECT_EQ(p.tracked(), 2000u);
+  EXPECT_EQ(delay(p, fresh_address(0), ""), seconds(5)) << "saturated count, capped penalty";
+  clock.advance(std::chrono::minutes(10));
+  p.failed("192.0.2.9", "recent", "a");
+  EXPECT_EQ(p.tracked(), 2002u);
+  clock.advance(std::chrono::minutes(6));  // the first 1000 are 16 min old, the last 6
+  const std::size_t before = p.work();
+  p.failed("192.0.2.10", "", "a");
+  EXPECT_EQ(p.tracked(), 3u) << "expired keys swept";
+  EXPECT_LE(p.work() - before, 2000u + 2 * (Policy::kMaxCount + 1)) << "no more than expired + lists";
+  EXPECT_EQ(delay(p, "192.0.2.9", "recent"), milliseconds(500));
+  EXPECT_EQ(delay(p, fresh_address(0), ""), milliseconds(0));
+  EXPECT_EQ(delay(p, fresh_address(1), ""), milliseconds(0));
+  clock.advance(std::chrono::minutes(16));
+  EXPECT_EQ(delay(p, "192.0.2.9", "recent"), milliseconds(0));
+  EXPECT_EQ(delay(p, "192.0.2.10", ""), milliseconds(0));
+  EXPECT_EQ(p.tracked(), 0u) << "looked-up expired keys are dropped at once";
+  // Recent successes expire after a day.
+  p.succeeded("198.51.100.20", "alice");
+  clock.advance(std::chrono::hours(25));
+  p.succeeded("198.51.100.21", "bob");
+  EXPECT_EQ(p.good_users(), 1u);
+  EXPECT_EQ(p.in_flight(), 0u);
 }
 
 TEST(Network, Parsing) {
