@@ -144,14 +144,19 @@ Policy::Admission Policy::admit(std::string_view address, std::string_view user,
     ++n;
     ++in_flight_total_;
   }
-  bool exempt = no_penalty || a.address_key.empty();
+  bool exempt = no_penalty;
   for (const auto& net : options_.trusted) exempt |= net.contains(address);
   if (!exempt) {
-    const auto by_address = penalty_for(addresses_, a.address_key, options_.max_penalty);
+    const auto by_address = a.address_key.empty()
+                                ? std::chrono::milliseconds(0)
+                                : penalty_for(addresses_, a.address_key, options_.max_penalty);
     auto by_user = std::chrono::milliseconds(0);
     if (!user.empty()) {
+      // Without an address (libsasl2 2.1.28 over the mux) there is no
+      // "own address" to spare: the user-name penalty applies, capped at
+      // max_user_penalty, and the user's next success clears it.
       const std::string ukey = user_key(user);
-      if (!known_good(ukey, a.address_key))
+      if (a.address_key.empty() || !known_good(ukey, a.address_key))
         by_user = penalty_for(users_, ukey, options_.max_user_penalty);
     }
     a.delay = std::max(by_address, by_user);

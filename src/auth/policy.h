@@ -18,9 +18,14 @@
 //     failures.
 //   - At most `max_in_flight` requests per address prefix are processed at
 //     once; more are refused as a temporary failure.
-//   - Trusted networks (loopback by default), requests without an address
-//     (libsasl2 2.1.28 sends none over the mux protocol) and Dovecot requests
-//     carrying `no-penalty` are exempt from penalties (not from counting).
+//   - Requests without an address (libsasl2 2.1.28 sends none over the mux
+//     protocol) get the user-name penalty only; with no address there is no
+//     "own address" to spare, so a user being guessed for waits at most
+//     `max_user_penalty` until their next success clears the counter.
+//     (Sparing a user's recent successes there would leave exactly the
+//     active accounts unthrottled.)
+//   - Trusted networks (loopback by default) and Dovecot requests carrying
+//     `no-penalty` are exempt from penalties (not from counting).
 //
 // Bounded, and cheap per event (an attacker must not be able to slow the
 // event loop or grow memory by failing with random user names or addresses):

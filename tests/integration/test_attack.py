@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (DaemonTestCase, DovecotConnection, mkpasswd, mux_frame, mux_reply_text,
+from harness import (DaemonTestCase, DovecotConnection, mkpasswd, mux_exchange, mux_frame, mux_reply_text,
                      which)
 
 
@@ -280,3 +280,47 @@ path = "{passwd}"
                     self.assertLess(abs(median - base_median) / base_median, 0.10, detail)
                     self.assertGreater(p, 0.01, detail)
         conn.close()
+
+
+class MuxBrakeTest(DaemonTestCase):
+    """Finding 6: the mux socket (libsasl2 2.1.28 sends no client address)
+    slows down guessing for a user name too."""
+
+    def test_guessing_one_user_over_the_mux_is_slowed_without_an_address(self):
+        mux = self.path("mux")
+        passwd = self.write("passwd", "alice:{PLAIN}s3cret\n")
+        self.daemon(f"""
+[daemon]
+workers = 2
+log = "stderr"
+
+[saslauthd]
+socket = "{mux}"
+mode = "0666"
+
+[policy]
+penalty = "400ms"
+max_user_penalty = "1600ms"
+
+[[backend]]
+type = "pwdfile"
+path = "{passwd}"
+""", socket_path=mux)
+
+        def ask(password):
+            t = time.monotonic()
+            reply = mux_reply_text(mux_exchange(mux, mux_frame("alice", password, "smtp", "")))
+            return reply, time.monotonic() - t
+
+        waits = [ask(f"guess-{i}")[1] for i in range(5)]
+        # Failures 1..4 earn 400 ms, 800 ms, 1.6 s, 1.6 s before the next try.
+        self.assertGreaterEqual(waits[3], 1.5, f"no brake on the mux without an address: {waits}")
+        self.assertGreaterEqual(waits[4], 1.5, f"the penalty is capped at max_user_penalty: {waits}")
+        reply, wait = ask("s3cret")
+        self.assertEqual(reply, "OK")
+        self.assertLess(wait, 3.0, "alice herself waits at most max_user_penalty")
+        # Her success clears the counter: the next attempt is not held back
+        # by the earlier guesses.
+        reply, wait = ask("s3cret")
+        self.assertEqual(reply, "OK")
+        self.assertLess(wait, 1.0, f"a success did not clear the user's counter: {wait:.2f}s")

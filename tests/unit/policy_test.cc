@@ -82,7 +82,7 @@ TEST(Policy, Ipv6CountsPerSlash64AndIpv4MappedIsIpv4) {
   EXPECT_EQ(p.address_key("not an address"), "");
 }
 
-TEST(Policy, TrustedNetworksNoPenaltyAndNoAddressAreExempt) {
+TEST(Policy, TrustedNetworksAndNoPenaltyAreExempt) {
   ManualClock clock;
   Policy p(opts(), clock.clock());
   for (const char* a : {"127.0.0.1", "10.1.2.3", "192.0.2.7"})
@@ -91,8 +91,20 @@ TEST(Policy, TrustedNetworksNoPenaltyAndNoAddressAreExempt) {
   EXPECT_EQ(delay(p, "10.1.2.3", ""), milliseconds(0));
   EXPECT_EQ(delay(p, "192.0.2.7", "", true), milliseconds(0)) << "no-penalty";
   EXPECT_GT(delay(p, "192.0.2.7", ""), milliseconds(0));
+}
+
+// Issue 11, finding 6: the mux protocol (libsasl2 2.1.28) sends no address;
+// the user-name penalty still applies there, and a success clears it.
+TEST(Policy, WithoutAnAddressTheUserNamePenaltyApplies) {
+  ManualClock clock;
+  Policy p(opts(), clock.clock());
   for (int i = 0; i < 5; ++i) p.failed("", "bob", std::to_string(i));
-  EXPECT_EQ(delay(p, "", "bob"), milliseconds(0)) << "no address: no penalty";
+  EXPECT_EQ(delay(p, "", "bob"), opts().max_user_penalty) << "no address: the user's penalty";
+  EXPECT_EQ(delay(p, "", "carol"), milliseconds(0)) << "other users are not slowed";
+  EXPECT_EQ(delay(p, "", ""), milliseconds(0));
+  EXPECT_EQ(delay(p, "", "bob", true), milliseconds(0)) << "no-penalty";
+  p.succeeded("", "bob");
+  EXPECT_EQ(delay(p, "", "bob"), milliseconds(0)) << "bob's own success clears it";
 }
 
 TEST(Policy, UserPenaltyIsLowerAndSparesTheUsersOwnAddresses) {
