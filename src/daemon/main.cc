@@ -47,8 +47,10 @@ of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauth
   -l, -V           accepted and ignored (accept lock, verbose)
   -v               version; -h help
   The mux socket is created mode 0777 as saslauthd does: the directory's
-  permissions decide who may connect.  Logging goes to syslog (auth)
-  unless -d.  SIGHUP re-reads -O files.
+  permissions decide who may connect.  -a pam uses the client's PAM service
+  only if it is smtp, submission, imap, pop3 or sieve; any other (su,
+  runuser, ...) is refused.  Logging goes to syslog (auth) unless -d.
+  SIGHUP re-reads -O files.
 
 Signals:
   SIGHUP           re-read the configuration and reopen the backends; an
