@@ -140,6 +140,15 @@ class Backend {
   // is never called by the chain.
   virtual VerifyResult verify(const Query& query, std::string_view password);
 
+  // A request this backend will not serve whatever the password (pam: a
+  // service outside its allow-list): non-empty is the reason, and the chain
+  // fails the attempt with it before the cache or the backend is asked.
+  // Cheap and non-blocking; called from worker threads.
+  virtual std::string refusal(const Query& query) const {
+    (void)query;
+    return {};
+  }
+
   // A quick health check for `mailauthd --check-config`: empty if usable,
   // else what is wrong.
   virtual std::string check() { return {}; }

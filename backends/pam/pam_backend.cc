@@ -3,6 +3,8 @@
 #include <security/pam_appl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 
@@ -75,11 +77,50 @@ class Transaction {
   int last_ = PAM_SUCCESS;
 };
 
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// What may name a file in a PAM directory: no '/', no leading '.'.
+bool valid_service_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || !std::isalnum(static_cast<unsigned char>(name[0])))
+    return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+      return false;
+  return true;
+}
+
 }  // namespace
+
+const std::vector<std::string>& PamBackend::default_services() {
+  static const std::vector<std::string> services{"smtp", "submission", "imap", "pop3", "sieve"};
+  return services;
+}
 
 std::unique_ptr<Backend> PamBackend::create(const config::BackendSpec& spec) {
   const auto& s = spec.section;
   std::string service = s.get_string("service", "");
+  std::vector<std::string> services;
+  if (s.has("services")) {
+    if (!service.empty())
+      s.fail("services", "has no effect with 'service' set (that service is always used, "
+                         "whatever the client sends); remove one of them");
+    for (const std::string& name : s.get_string_list("services", {})) {
+      if (!valid_service_name(name))
+        s.fail("services", "\"" + name +
+                               "\" is not a PAM service name (up to 64 letters, digits, '.', '_', "
+                               "'-'; the first a letter or digit)");
+      std::string l = lower(name);
+      if (std::find(services.begin(), services.end(), l) != services.end())
+        s.fail("services", "\"" + l + "\" is listed twice");
+      services.push_back(std::move(l));
+    }
+    if (services.empty()) s.fail("services", "must list at least one PAM service");
+  }
   std::string confdir = s.get_string("confdir", "");
   bool account_check = s.get_bool("account_check", true);
   int max_concurrent = static_cast<int>(s.get_int("max_concurrent", 1, 1, 256));
@@ -88,13 +129,29 @@ std::unique_ptr<Backend> PamBackend::create(const config::BackendSpec& spec) {
     if (::stat(confdir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       s.fail("confdir", "is not a directory: " + confdir);
   }
-  return std::make_unique<PamBackend>(spec.name, service, confdir, account_check, max_concurrent);
+  return std::make_unique<PamBackend>(spec.name, service, confdir, account_check, max_concurrent,
+                                      std::move(services));
 }
 
 PamBackend::PamBackend(std::string name, std::string service, std::string confdir,
-                       bool account_check, int max_concurrent)
-    : Backend("pam", std::move(name)), service_(std::move(service)), confdir_(std::move(confdir)),
-      account_check_(account_check), max_concurrent_(max_concurrent) {}
+                       bool account_check, int max_concurrent, std::vector<std::string> services)
+    : Backend("pam", std::move(name)), service_(std::move(service)),
+      services_(services.empty() ? default_services() : std::move(services)),
+      confdir_(std::move(confdir)), account_check_(account_check),
+      max_concurrent_(max_concurrent) {}
+
+std::optional<std::string> PamBackend::service_for(const Query& query) const {
+  if (!service_.empty()) return service_;
+  std::string wanted = query.service.empty() ? std::string("smtp") : lower(query.service);
+  if (std::find(services_.begin(), services_.end(), wanted) == services_.end()) return std::nullopt;
+  return wanted;
+}
+
+std::string PamBackend::refusal(const Query& query) const {
+  if (service_for(query)) return {};
+  return "service '" + std::string(query.service.empty() ? "smtp" : query.service) +
+         "' not allowed";
+}
 
 LookupResult PamBackend::lookup(const Query&) {
   return {Status::TempFail, {}, "pam cannot look up stored credentials"};
@@ -111,9 +168,11 @@ std::string PamBackend::check() {
 }
 
 VerifyResult PamBackend::verify(const Query& query, std::string_view password) {
-  const std::string service = !service_.empty() ? service_
-                              : !query.service.empty() ? std::string(query.service)
-                                                       : std::string("smtp");
+  // The chain asks refusal() first; checked again so that no caller can
+  // hand a client's arbitrary service to pam_start.
+  const std::optional<std::string> allowed = service_for(query);
+  if (!allowed) return {Verdict::Fail, refusal(query)};
+  const std::string& service = *allowed;
   const std::string user(query.user);
   if (user.empty() || user.find('\0') != std::string::npos ||
       password.find('\0') != std::string_view::npos)

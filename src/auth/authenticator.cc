@@ -93,6 +93,9 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
     backend::Query q{request.user, request.realm, request.service, request.client_addr};
     const std::string_view pw = request.password.view();
     for (const auto& b : backends_) {
+      // Before the cache too: an answer cached under an older configuration
+      // must not serve a request the backend now refuses.
+      if (std::string why = b->refusal(q); !why.empty()) return {Outcome::Fail, b->name(), why};
       if (b->kind() == backend::Backend::Kind::VerifyOnly) {
         // Nothing stored to fingerprint: entries live for the TTL or until flushed.
         const CredentialCache::Scope scope{b->name(), request.user, request.service, ""};

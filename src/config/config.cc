@@ -1,6 +1,9 @@
 #include "src/config/config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <toml++/toml.h>
 
 #include <cerrno>
@@ -348,6 +351,20 @@ Config parse(std::string_view text, const std::string& file) {
 
 }  // namespace
 
+std::string saslauthd_group() {
+  if (::geteuid() != 0) return {};
+  std::vector<char> buf(16384);
+  group gr{};
+  group* found = nullptr;
+  if (getgrnam_r("sasl", &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    return "sasl";
+  passwd pw{};
+  passwd* root = nullptr;
+  if (getpwuid_r(0, &pw, buf.data(), buf.size(), &root) == 0 && root != nullptr)
+    return std::to_string(root->pw_gid);
+  return "0";
+}
+
 Config from_saslauthd_args(const SaslauthdArgs& a) {
   const std::string where = "saslauthd command line";
   if (a.dir.empty() || a.dir.front() != '/')
@@ -363,7 +380,10 @@ Config from_saslauthd_args(const SaslauthdArgs& a) {
   doc->insert("daemon", std::move(daemon));
   toml::table mux;
   mux.insert("socket", a.dir + "/mux");
-  mux.insert("mode", "0777");
+  // Not saslauthd's 0777: mailauthd stays root here, and DIR may be one it
+  // created itself (see from_saslauthd_args in config.h).
+  mux.insert("mode", "0660");
+  if (const std::string g = saslauthd_group(); !g.empty()) mux.insert("group", g);
   mux.insert("join_realm", a.join_realm);
   doc->insert("saslauthd", std::move(mux));
   if (a.cache) {
@@ -412,7 +432,9 @@ Config from_saslauthd_args(const SaslauthdArgs& a) {
                       ": mailauthd supports -a pam, shadow, pwdfile and mysql");
   }
   doc->insert("backend", std::move(backends));
-  return build(std::move(doc), where);
+  Config cfg = build(std::move(doc), where);
+  cfg.mux->socket.dir_mode = 0710;
+  return cfg;
 }
 
 Config load_file(const std::string& path) {

@@ -92,6 +92,10 @@ struct SocketConfig {
   mode_t mode = 0660;
   std::string owner;  // empty: the daemon's user
   std::string group;  // empty: the daemon's group
+  // The socket's directory, if mailauthd has to create it: this mode and the
+  // socket's group (an existing directory is left as it is).  Not a key: the
+  // saslauthd form sets 0710.
+  mode_t dir_mode = 0755;
 };
 
 struct MuxConfig {
@@ -171,9 +175,19 @@ struct SaslauthdArgs {
 };
 
 // The configuration a saslauthd command line means: a [saslauthd] socket at
-// DIR/mux (mode 0777, as saslauthd makes it: the directory's permissions
-// decide who may connect) and one backend.  Throws ConfigError.
+// DIR/mux and one backend.  saslauthd itself makes its socket 0777 and
+// leaves access to DIR, which Debian's init script creates root:sasl 0710;
+// mailauthd, started without that script too, makes both safe itself: the
+// socket 0660 and a missing DIR 0710, group saslauthd_group().  A pam
+// backend gets the default allow-list of services (the command line cannot
+// set `services`).  Throws ConfigError.
 Config from_saslauthd_args(const SaslauthdArgs& args);
+
+// The group of the saslauthd form's socket and directory: "sasl" when that
+// group exists (Debian's sasl2-bin creates it; admins add postfix to it),
+// else root's primary group, as a number.  Empty when not running as root
+// (the files then keep the daemon's own group).
+std::string saslauthd_group();
 
 // Parse and validate a configuration file.  Throws ConfigError.
 Config load_file(const std::string& path);

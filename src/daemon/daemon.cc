@@ -75,11 +75,22 @@ class PidFile {
   explicit PidFile(std::string path) : path_(std::move(path)) {
     if (path_.empty()) return;
     // Written whole, then renamed, so a reader never sees a half-written file.
+    // Created afresh (O_EXCL, O_NOFOLLOW): a symlink planted at the
+    // temporary name is replaced, never written through, even as root.
     const std::string tmp = path_ + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "we");
-    if (f == nullptr || std::fprintf(f, "%d\n", static_cast<int>(::getpid())) < 0 ||
-        std::fclose(f) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
-      log::warning("cannot write " + path_ + ": " + std::strerror(errno));
+    ::unlink(tmp.c_str());
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "w");
+    if (f == nullptr && fd >= 0) ::close(fd);
+    bool ok = f != nullptr;
+    if (ok) {
+      ok = std::fprintf(f, "%d\n", static_cast<int>(::getpid())) >= 0;
+      ok = std::fclose(f) == 0 && ok;
+    }
+    if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      if (!ok) ::unlink(tmp.c_str());
+      log::warning("cannot write " + path_ + ": " + std::strerror(err));
       path_.clear();
     }
   }

@@ -46,9 +46,12 @@ of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauth
   -d               debug: foreground, log to stderr at debug level
   -l, -V           accepted and ignored (accept lock, verbose)
   -v               version; -h help
-  The mux socket is created mode 0777 as saslauthd does: the directory's
-  permissions decide who may connect.  Logging goes to syslog (auth)
-  unless -d.  SIGHUP re-reads -O files.
+  The mux socket is created mode 0660, root:sasl (root's group where no
+  sasl group exists), and a missing DIR 0710 root:sasl: add Postfix's user
+  to the group (adduser postfix sasl).  -a pam uses the client's PAM
+  service only if it is smtp, submission, imap, pop3 or sieve; any other
+  (su, runuser, ...) is refused.  Logging goes to syslog (auth) unless -d.
+  SIGHUP re-reads -O files.
 
 Signals:
   SIGHUP           re-read the configuration and reopen the backends; an

@@ -23,11 +23,51 @@ namespace {
   throw std::runtime_error("socket " + path + ": " + what + ": " + std::strerror(errno));
 }
 
-void make_parents(const std::string& path) {
+// Creates the missing directories on the way to the socket: its own
+// directory with `dir_mode` and group `group` (-1: unchanged), the ones above
+// it 0755.  A directory that exists is left alone.  What was just created is
+// opened without following a symlink and changed through that descriptor.
+void make_parents(const std::string& path, mode_t dir_mode, gid_t group) {
+  const std::size_t last = path.rfind('/');
   for (std::size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
     const std::string dir = path.substr(0, pos);
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) fail(path, "cannot create " + dir);
+    const bool own = pos == last;
+    if (::mkdir(dir.c_str(), own ? 0700 : 0755) != 0) {
+      if (errno != EEXIST) fail(path, "cannot create " + dir);
+      continue;
+    }
+    if (!own) continue;
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) fail(path, "cannot open " + dir);
+    if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+      errno = EEXIST;
+      fail(path, dir + " was replaced while it was being created");
+    }
+    if (group != static_cast<gid_t>(-1) && ::fchown(fd.get(), static_cast<uid_t>(-1), group) != 0)
+      fail(path, "cannot set the group of " + dir);
+    if (::fchmod(fd.get(), dir_mode) != 0) fail(path, "cannot chmod " + dir);
   }
+}
+
+// chmod the file open as `fd` (O_PATH): through /proc/self/fd, which never
+// follows a symlink at the original path.  Without /proc (a chroot), by path
+// once lstat() shows it is still that very file, not a symlink: fchmodat
+// with AT_SYMLINK_NOFOLLOW where the kernel has it (fchmodat2, Linux 6.6),
+// else chmod.
+int chmod_opened(int fd, const std::string& path, const struct stat& opened, mode_t mode) {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  if (::chmod(proc.c_str(), mode) == 0) return 0;
+  if (errno != ENOENT) return -1;
+  struct stat now {};
+  if (::lstat(path.c_str(), &now) != 0) return -1;
+  if (now.st_dev != opened.st_dev || now.st_ino != opened.st_ino) {
+    errno = ESTALE;
+    return -1;
+  }
+  if (::fchmodat(AT_FDCWD, path.c_str(), mode, AT_SYMLINK_NOFOLLOW) == 0) return 0;
+  if (errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS && errno != ENOENT) return -1;
+  return ::chmod(path.c_str(), mode);
 }
 
 bool parse_number(const std::string& s, unsigned long* out) {
@@ -68,7 +108,7 @@ UnixListener::UnixListener(const config::SocketConfig& config) : path_(config.pa
   const uid_t owner = config.owner.empty() ? static_cast<uid_t>(-1) : lookup_uid(config.owner);
   const gid_t group = config.group.empty() ? static_cast<gid_t>(-1) : lookup_gid(config.group);
 
-  make_parents(path_);
+  make_parents(path_, config.dir_mode, group);
   struct stat st {};
   if (::lstat(path_.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
@@ -91,14 +131,20 @@ UnixListener::UnixListener(const config::SocketConfig& config) : path_(config.pa
   const int rc = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_umask);
   if (rc != 0) fail(path_, "bind");
-  if (::lstat(path_.c_str(), &st) == 0) {
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
+  // The file bind() made, opened without following a symlink; owner, group
+  // and mode are set through this descriptor (see chmod_opened without /proc).
+  UniqueFd file(::open(path_.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!file || ::fstat(file.get(), &st) != 0) fail(path_, "cannot open the socket file");
+  if (!S_ISSOCK(st.st_mode)) {
+    errno = EEXIST;
+    fail(path_, "is no longer the socket just bound");
   }
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
   if ((owner != static_cast<uid_t>(-1) || group != static_cast<gid_t>(-1)) &&
-      ::lchown(path_.c_str(), owner, group) != 0)
+      ::fchownat(file.get(), "", owner, group, AT_EMPTY_PATH) != 0)
     fail(path_, "cannot set owner " + config.owner + " / group " + config.group);
-  if (::chmod(path_.c_str(), config.mode) != 0) fail(path_, "chmod");
+  if (chmod_opened(file.get(), path_, st, config.mode) != 0) fail(path_, "chmod");
   if (::listen(fd_.get(), 128) != 0) fail(path_, "listen");
 }
 

@@ -16,8 +16,10 @@ namespace mailauth {
 // file on destruction if the file is still the one it created.
 class UnixListener {
  public:
-  // Creates missing parent directories (mode 0755), replaces a stale socket
-  // file (never a regular file), binds, applies owner/group/mode, listens.
+  // Creates missing parent directories (the socket's own with dir_mode and
+  // the socket's group, the ones above 0755), replaces a stale socket file
+  // (never a regular file), binds, applies owner/group/mode without
+  // following symlinks, listens.
   // Throws std::runtime_error with a message that names the path.
   explicit UnixListener(const config::SocketConfig& config);
   // A listening socket handed over by systemd (socket activation).  Its file

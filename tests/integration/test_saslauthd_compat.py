@@ -88,7 +88,8 @@ class SaslauthdCompatTest(DaemonTestCase):
             pid = int(f.read())
         self.started.append(pid)
         self.wait_for(os.path.join(self.rundir, "mux"))
-        self.assertEqual(os.stat(os.path.join(self.rundir, "mux")).st_mode & 0o777, 0o777)
+        # Group-only (issue 11), not saslauthd's 0777.
+        self.assertEqual(os.stat(os.path.join(self.rundir, "mux")).st_mode & 0o777, 0o660)
         r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
         self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
         r = self.run_testsaslauthd("-u", "alice", "-p", "wrong", "-s", "smtp")
@@ -112,6 +113,96 @@ class SaslauthdCompatTest(DaemonTestCase):
         self.started.append(proc.pid)
         self.wait_for(os.path.join(self.rundir, "mux"))
         return proc
+
+    def client_as(self, uid, gid, groups):
+        """preexec_fn for a client process running as uid/gid with exactly
+        these supplementary groups (Postfix's smtpd: user postfix, group sasl)."""
+        def drop():
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+        return drop
+
+    def test_pam_form_is_not_a_root_pam_oracle(self):
+        """Issue 11: `-a pam -m DIR` stays root and used to pass the client's
+        service to pam_start, with DIR created 0755 and the socket 0777: any
+        local user could ask "service=su user=root" and pam_rootok (the
+        daemon is root) said OK to any password.  Now DIR is created 0710 and
+        the socket 0660, both root:sasl (root's group without a sasl group),
+        so only the group reaches it, and a service outside the allow-list
+        (smtp, submission, imap, pop3, sieve) is refused before PAM."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: the daemon must be root for pam_rootok, clients run as nobody")
+        import grp
+        import pwd
+        try:
+            group = grp.getgrnam("sasl").gr_gid
+        except KeyError:
+            group = pwd.getpwuid(0).pw_gid
+        nobody = pwd.getpwnam("nobody")
+        nogroup = nobody.pw_gid
+        # su and runuser as Debian ships them start with pam_rootok; pam_exec
+        # leaves a mark if the stack is ever started.
+        marker = self.path("su-stack-ran")
+        for service in ("su", "runuser"):
+            self.write(f"pam.d/{service}",
+                       f"auth optional pam_exec.so /usr/bin/touch {marker}\n"
+                       "auth sufficient pam_rootok.so\nauth required pam_deny.so\n"
+                       "account required pam_permit.so\n")
+        os.chmod(self.tmp, 0o755)  # nobody may walk up to DIR; DIR itself decides
+        self.rundir = self.path("run/saslauthd")  # missing: mailauthd creates it
+        mux = os.path.join(self.rundir, "mux")
+        proc = self.start_foreground("-a", "pam", "-m", self.rundir, "-O", self.path("pam.d"), "-d")
+
+        st = os.lstat(self.rundir)
+        self.assertEqual((oct(st.st_mode & 0o7777), st.st_uid, st.st_gid), (oct(0o710), 0, group))
+        st = os.lstat(mux)
+        self.assertEqual((oct(st.st_mode & 0o7777), st.st_uid, st.st_gid), (oct(0o660), 0, group))
+
+        tsa = which("testsaslauthd")
+
+        def ask(user, pw, service, as_user=None):
+            pre = self.client_as(*as_user) if as_user else None
+            return subprocess.run([tsa, "-f", mux, "-u", user, "-p", pw, "-s", service],
+                                  capture_output=True, text=True, timeout=30, preexec_fn=pre)
+
+        # nobody, in no group of the socket: cannot connect at all.
+        outsider = (nobody.pw_uid, nogroup, [])
+        for service in ("su", "smtp"):
+            r = ask("root", "wrong", service, outsider)
+            self.assertNotEqual(r.stdout.strip(), OK_LINE, (service, r.stdout, r.stderr))
+            self.assertNotEqual(r.returncode, 0)
+        # A member of the group (Postfix's smtpd with `adduser postfix sasl`)
+        # logs in with smtp, but cannot pick su or runuser.
+        member = (nobody.pw_uid, nogroup, [group])
+        r = ask("alice", "alice-pw", "smtp", member)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+        mark = len(self.daemon_log())
+        for service in ("su", "runuser", "SU"):
+            for who in (member, None):  # and root itself
+                r = ask("root", "wrong", service, who)
+                self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE), (service, who))
+        self.assertFalse(os.path.exists(marker), "the su stack was started")
+        log = self.daemon_log()[mark:]
+        # One line per refused attempt, with the reason (and the name as sent).
+        lines = [l for l in log.splitlines() if "auth: result=" in l]
+        self.assertEqual(len(lines), 6, log)
+        for service in ("su", "runuser", "SU"):
+            self.assertEqual(sum(f"service={service} " in l and "result=fail" in l and
+                                 f"reason=\"service '{service}' not allowed\"" in l
+                                 for l in lines), 2, log)
+        # The mail services still reach PAM, as root too.
+        r = ask("alice", "alice-pw", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+        r = ask("alice", "wrong", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        self.started.remove(proc.pid)
+
+    def daemon_log(self):
+        with open(self.path("argv.log"), "rb") as f:
+            return f.read().decode(errors="replace")
 
     def test_shadow_backend_with_a_test_shadow_file(self):
         yes = mkpasswd("yes-pw", "yescrypt")

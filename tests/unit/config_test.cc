@@ -1,6 +1,11 @@
 #include "src/config/config.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <vector>
 
 #include "backends/backend.h"
 
@@ -141,7 +146,11 @@ TEST(SaslauthdArgs, DebiansDefaultArgvMapsToAMuxSocketAndPam) {
   Config c = from_saslauthd_args(a);
   ASSERT_TRUE(c.mux);
   EXPECT_EQ(c.mux->socket.path, "/var/spool/postfix/var/run/saslauthd/mux");
-  EXPECT_EQ(c.mux->socket.mode, 0777u);
+  // Not saslauthd's 0777 (issue 11): group-only, the socket and a DIR
+  // mailauthd creates, group sasl as Debian's init script makes DIR.
+  EXPECT_EQ(c.mux->socket.mode, 0660u);
+  EXPECT_EQ(c.mux->socket.dir_mode, 0710u);
+  EXPECT_EQ(c.mux->socket.group, saslauthd_group());
   EXPECT_TRUE(c.mux->join_realm);
   EXPECT_FALSE(c.dovecot);
   EXPECT_EQ(c.daemon.workers, 5);
@@ -177,6 +186,33 @@ TEST(SaslauthdArgs, BackendOptionsAndErrors) {
   EXPECT_EQ(from_saslauthd_args(a).daemon.workers, 1);
   a.debug = true;
   EXPECT_EQ(from_saslauthd_args(a).daemon.log_level, log::Level::Debug);
+}
+
+TEST(ConfigSaslauthdForm, SocketGroupIsSaslOrRootsGroup) {
+  const std::string g = saslauthd_group();
+  if (::geteuid() != 0) {
+    EXPECT_EQ(g, "");  // cannot give the files to another group anyway
+    return;
+  }
+  std::vector<char> buf(16384);
+  group gr{};
+  group* sasl = nullptr;
+  if (getgrnam_r("sasl", &gr, buf.data(), buf.size(), &sasl) == 0 && sasl != nullptr) {
+    EXPECT_EQ(g, "sasl");
+  } else {
+    passwd pw{};
+    passwd* root = nullptr;
+    ASSERT_EQ(getpwuid_r(0, &pw, buf.data(), buf.size(), &root), 0);
+    ASSERT_NE(root, nullptr);
+    EXPECT_EQ(g, std::to_string(root->pw_gid));
+  }
+}
+
+TEST(ConfigSaslauthdForm, ConfigFilesKeepTheirSocketSettings) {
+  Config c = load_string(kMinimal, "test.conf");
+  EXPECT_EQ(c.mux->socket.mode, 0660u);
+  EXPECT_EQ(c.mux->socket.group, "");
+  EXPECT_EQ(c.mux->socket.dir_mode, 0755u);
 }
 
 }  // namespace
