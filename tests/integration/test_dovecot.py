@@ -256,9 +256,17 @@ path = "{self.passwd}"
                 f"resp={b64(chr(0) + 'alice' + chr(0) + 'wrong' + str(j))}\n" for j in range(1, 11)))
             conns.append(c)
         time.sleep(0.3)  # let the bad requests reach their delay timers
+        # alice from her own (trusted) address: the brute-force policy would
+        # rightly slow a login for a name being guessed from elsewhere; this
+        # test is about workers, not about the policy.
+        good = DovecotConnection(self.sock)
+        good.handshake()
         t0 = time.monotonic()
-        self.assert_login("alice", "s3cret")
+        good.send(f"AUTH\t1\tPLAIN\tservice=smtp\trip=127.0.0.1\t"
+                  f"resp={b64(chr(0) + 'alice' + chr(0) + 's3cret')}\n")
+        self.assertEqual(good.line(), "OK\t1\tuser=alice")
         self.assertLess(time.monotonic() - t0, 1.5)
+        good.close()
         for c in conns:
             replies = [c.line() for _ in range(10)]
             self.assertTrue(all(r.startswith("FAIL\t") for r in replies), replies)
