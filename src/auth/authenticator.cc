@@ -88,7 +88,8 @@ AuthResult cached_answer(CredentialCache::Hit hit, const std::string& backend) {
 }
 }  // namespace
 
-AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCache* cache) const {
+AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCache* cache,
+                                        bool decoy) const {
   try {
     backend::Query q{request.user, request.realm, request.service, request.client_addr};
     const std::string_view pw = request.password.view();
@@ -153,8 +154,8 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       return {Outcome::Fail, b->name(), "wrong password"};
     }
     AuthResult unknown{Outcome::Fail, "-", "unknown user", true};
-    if (has_lookup_) decoy_verify(request.password.view());
-    else unknown.costed = false;  // verify-only backends answered; their cost is not imitated
+    if (has_lookup_ && decoy) decoy_verify(request.password.view());
+    else unknown.costed = false;  // held back to a real check's time instead
     return unknown;
   } catch (const std::exception& e) {
     return {Outcome::TempFail, "-", std::string("internal error: ") + e.what()};
@@ -378,14 +379,16 @@ void Authenticator::authenticate(AuthRequest request, Done done, bool no_penalty
 
 void Authenticator::run_check(const std::shared_ptr<Attempt>& a) {
   if (a->request.dead()) return finish(a, abandoned_result());
+  // Unknown users are answered on a timer once real checks have been timed.
+  const bool decoy = recent_count_ == 0;
   const bool queued = executor_.submit(
-      [this, a]() -> Executor::Continuation {
+      [this, a, decoy]() -> Executor::Continuation {
         // Worker thread.
         AuthResult result;
         if (a->request.dead()) {
           result = abandoned_result();
         } else {
-          result = a->chain->check_password(a->request, a->services.cache.get());
+          result = a->chain->check_password(a->request, a->services.cache.get(), decoy);
           if (result.outcome == Outcome::Fail)
             result.password_tag = password_tag(a->request.password.view());
         }

@@ -5,13 +5,15 @@
 //   ─► continuation on the event loop ─► one log line per attempt.
 //
 // Every "no" takes what a real check takes, so that neither an unknown
-// user nor a repeated wrong password can be told by its answer time: with
-// lookup backends an unknown user's password is checked against a decoy
-// credential (the last stored credential seen, or an Argon2id hash made at
-// start-up); and a "no" that ran no check of that cost — a negative cache
-// hit, an unknown user behind verify-only backends such as PAM — is held
-// back (a loop timer) to the answer time of a recent real check, drawn at
-// random from the last 64, so both follow one distribution.
+// user nor a repeated wrong password can be told by its answer time: a
+// "no" that ran no real check — a negative cache hit, an unknown user — is
+// held back (a loop timer) to the answer time of a recent real check of a
+// known user, drawn at random from the last 64, so both follow one
+// distribution.  Unknown users cost no worker time that way, so a flood of
+// random user names cannot buy hash work.  Until the first real check has
+// been timed, an unknown user's password is checked against a decoy
+// credential instead (the last stored credential seen, or an Argon2id hash
+// made at start-up).
 #pragma once
 
 #include <array>
@@ -46,7 +48,11 @@ class BackendChain {
 
   // Worker thread.  Never throws.  With a cache, answers it already knows
   // skip the hash check (or the PAM call), and new answers are stored.
-  AuthResult check_password(const AuthRequest& request, CredentialCache* cache = nullptr) const;
+  // `decoy`: check an unknown user's password against the decoy credential
+  // (costs a real hash); without it the answer is marked not costed and the
+  // authenticator holds it back on a timer instead.
+  AuthResult check_password(const AuthRequest& request, CredentialCache* cache = nullptr,
+                            bool decoy = true) const;
 
   // For mechanisms that need the stored credential (CRAM-MD5, SCRAM): the
   // first lookup backend that knows the user answers.  Verify-only backends
