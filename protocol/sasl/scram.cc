@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <charconv>
+#include <stdexcept>
 
 #include "src/password/schemes.h"
 #include "src/util/encoding.h"
@@ -50,16 +52,6 @@ std::string make_nonce() {
   return base64_encode(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
 }
 
-// A per-process key for decoy salts.
-const std::string& decoy_key() {
-  static const std::string key = [] {
-    std::string k(32, '\0');
-    randombytes_buf(k.data(), k.size());
-    return k;
-  }();
-  return key;
-}
-
 std::vector<std::string_view> split_commas(std::string_view s) {
   std::vector<std::string_view> out;
   std::size_t start = 0;
@@ -73,6 +65,78 @@ std::vector<std::string_view> split_commas(std::string_view s) {
 }
 
 }  // namespace
+
+// ---- shared state -------------------------------------------------------------
+
+namespace {
+constexpr std::size_t kMaxSalt = crypto_generichash_BYTES_MAX;  // 64
+std::uint64_t pack(unsigned iterations, std::size_t salt_size) {
+  return (static_cast<std::uint64_t>(iterations) << 8) | salt_size;
+}
+}  // namespace
+
+ScramShared::ScramShared() : key_(crypto_generichash_KEYBYTES, '\0') {
+  randombytes_buf(key_.data(), key_.size());
+}
+
+ScramShared::ScramShared(std::string_view key) : key_(key) {
+  if (key_.size() < crypto_generichash_KEYBYTES_MIN || key_.size() > crypto_generichash_KEYBYTES_MAX)
+    throw std::invalid_argument("ScramShared: key size");
+}
+
+ScramShared::~ScramShared() { wipe(key_.data(), key_.size()); }
+
+const std::shared_ptr<ScramShared>& ScramShared::process() {
+  static const std::shared_ptr<ScramShared> instance = std::make_shared<ScramShared>();
+  return instance;
+}
+
+ScramShared::PerAlgorithm& ScramShared::of(std::string_view algorithm) {
+  return algorithms_[algorithm == "SHA1" ? 0 : 1];
+}
+const ScramShared::PerAlgorithm& ScramShared::of(std::string_view algorithm) const {
+  return algorithms_[algorithm == "SHA1" ? 0 : 1];
+}
+
+ScramShared::Shape ScramShared::shape(std::string_view algorithm) const {
+  Shape s;
+  const std::uint64_t packed = of(algorithm).shape.load(std::memory_order_relaxed);
+  if (packed != 0) {
+    s.iterations = static_cast<unsigned>(packed >> 8);
+    s.salt_size = static_cast<std::size_t>(packed & 0xff);
+  }
+  return s;
+}
+
+void ScramShared::saw_verifier(std::string_view algorithm, const password::ScramKeys& keys) {
+  PerAlgorithm& a = of(algorithm);
+  a.plaintext.store(false, std::memory_order_relaxed);
+  // scram_parse bounds the iterations; a salt size we cannot imitate keeps
+  // the previous shape.
+  if (keys.salt.empty() || keys.salt.size() > kMaxSalt) return;
+  a.shape.store(pack(keys.iterations, keys.salt.size()), std::memory_order_relaxed);
+}
+
+void ScramShared::saw_plaintext(std::string_view algorithm) {
+  of(algorithm).plaintext.store(true, std::memory_order_relaxed);
+}
+
+bool ScramShared::decoy_derives(std::string_view algorithm) const {
+  return of(algorithm).plaintext.load(std::memory_order_relaxed);
+}
+
+std::string ScramShared::salt_for(std::string_view algorithm, std::string_view user,
+                                  std::size_t size) const {
+  // BLAKE2b keyed with the process's key over "<algorithm>\0<user>".
+  const std::string message = std::string(algorithm) + '\0' + std::string(user);
+  unsigned char out[kMaxSalt];
+  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(message.data()),
+                     message.size(), reinterpret_cast<const unsigned char*>(key_.data()),
+                     key_.size());
+  return std::string(reinterpret_cast<char*>(out), std::min(size, sizeof out));
+}
+
+// ---- server -------------------------------------------------------------------
 
 Step Scram::start(const std::optional<std::string_view>& initial) {
   if (!initial || initial->empty()) return Step::challenge_of("");
@@ -133,29 +197,43 @@ Step Scram::client_first(std::string_view message) {
 
 Step Scram::credential(const std::optional<StoredCredential>& cred) {
   if (state_ != State::WaitCredential) return Step::failure("unexpected credential", user_);
+  // Everything the server-first message carries is fixed before looking at
+  // the credential, except for a stored verifier's own salt and iterations.
+  const ScramShared::Shape shape = shared_->shape(algorithm_);
+  const std::string salt = shared_->salt_for(algorithm_, user_, shape.salt_size);
   std::optional<password::ScramKeys> keys;
   if (cred) {
-    keys = password::scram_keys_for(algorithm_, cred->stored, cred->default_scheme);
-    if (!keys) {
-      state_ = State::Done;
-      return Step::failure("stored credential cannot serve SCRAM-" +
-                               std::string(algorithm_ == "SHA1" ? "SHA-1" : "SHA-256") +
-                               " (needs plaintext or a {SCRAM-*} verifier)",
-                           user_);
-    }
+    bool derived = false;
+    keys = password::scram_keys_for(algorithm_, cred->stored, cred->default_scheme, salt,
+                                    shape.iterations, &derived);
+    if (keys && derived) shared_->saw_plaintext(algorithm_);
+    else if (keys) shared_->saw_verifier(algorithm_, *keys);
+    else
+      decoy_reason_ = "stored credential cannot serve SCRAM-" +
+                      std::string(algorithm_ == "SHA1" ? "SHA-1" : "SHA-256") +
+                      " (needs plaintext or a {SCRAM-*} verifier)";
   } else {
-    // Unknown user: a salt that is the same on every attempt for this name,
-    // random keys that no proof can match.
+    decoy_reason_ = "unknown user";
+  }
+  if (!keys) {
+    // Decoy keys that no proof can match (and that decoy_ refuses anyway),
+    // at the cost of the last real credential: a PBKDF2 run when that was
+    // plaintext.
     decoy_ = true;
-    password::ScramKeys k;
-    k.iterations = password::kScramIterations;
-    k.salt = password::scram_hmac(algorithm_, decoy_key(), user_).substr(0, 16);
     const std::size_t n = password::scram_digest_size(algorithm_);
     std::string r(2 * n, '\0');
     randombytes_buf(r.data(), r.size());
-    k.stored_key = Secret(std::string_view(r).substr(0, n));
-    k.server_key = Secret(std::string_view(r).substr(n));
-    keys = std::move(k);
+    if (shared_->decoy_derives(algorithm_)) {
+      keys = password::scram_derive(algorithm_, r, salt, shape.iterations);
+    } else {
+      password::ScramKeys k;
+      k.iterations = shape.iterations;
+      k.salt = salt;
+      k.stored_key = Secret(std::string_view(r).substr(0, n));
+      k.server_key = Secret(std::string_view(r).substr(n));
+      keys = std::move(k);
+    }
+    wipe(r.data(), r.size());
   }
   keys_ = std::move(*keys);
   if (server_nonce_.empty()) server_nonce_ = make_nonce();
@@ -188,7 +266,7 @@ Step Scram::client_final(std::string_view message) {
   std::string stored = password::scram_hash(algorithm_, client_key);
   const bool match = constant_time_equal(stored, keys_.stored_key.view()) && !decoy_;
   for (std::string* s : {&client_signature, &client_key, &stored}) wipe(s->data(), s->size());
-  if (!match) return Step::failure(decoy_ ? "unknown user" : "wrong password", user_);
+  if (!match) return Step::failure(decoy_ ? decoy_reason_ : "wrong password", user_);
 
   server_signature_ =
       "v=" + base64_encode(password::scram_hmac(algorithm_, keys_.server_key.view(), auth_message));

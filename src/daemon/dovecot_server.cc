@@ -77,7 +77,7 @@ class DovecotServer::Session final : public net::Session {
     std::chrono::steady_clock::time_point start;
     std::string user;            // once known
     std::string backend = "-";   // the backend that supplied the credential
-    std::string unknown_reason;  // why the credential lookup found nobody (SCRAM fails later)
+    std::string decoy_reason;    // why the lookup found no usable account (SCRAM fails later)
     bool working = false;        // a worker job or a delay timer is pending
     bool delaying = false;       // its FAIL is being held back (failure delay)
     EventLoop::TimerId timer = 0;  // failure delay, or expiry while waiting for CONT
@@ -250,9 +250,9 @@ class DovecotServer::Session final : public net::Session {
         log(r, auth::Outcome::Ok, r->backend, "");
         return succeed(r, step.final_data);
       case K::Failure: {
-        // An unknown user's SCRAM exchange runs on with decoy values and fails
-        // at the proof; the log says why the user was unknown.
-        const std::string why = r->unknown_reason.empty() ? step.reason : r->unknown_reason;
+        // An unknown or disabled user's SCRAM exchange runs on with decoy
+        // values and fails at the proof; the log says why.
+        const std::string why = r->decoy_reason.empty() ? step.reason : r->decoy_reason;
         log(r, auth::Outcome::Fail, r->backend, why);
         return fail(r);
       }
@@ -290,8 +290,10 @@ class DovecotServer::Session final : public net::Session {
           if (found.outcome == auth::Outcome::Ok) {
             *step = mech->credential(sasl::StoredCredential{found.credential.stored.view(),
                                                             found.credential.default_scheme});
-          } else if (found.outcome == auth::Outcome::Fail && found.unknown) {
-            *step = mech->credential(std::nullopt);  // decoy exchange, fails at the end
+          } else if (found.outcome == auth::Outcome::Fail) {
+            // Unknown or disabled: a decoy exchange that fails at the end, so
+            // that SCRAM's challenge does not tell the account exists.
+            *step = mech->credential(std::nullopt);
           }
         },
         [r, step](auth::BackendChain::CredentialLookup& found) {
@@ -303,11 +305,7 @@ class DovecotServer::Session final : public net::Session {
             s.log(r, auth::Outcome::TempFail, found.backend, found.reason);
             return s.temp_fail(r);
           }
-          if (found.outcome == auth::Outcome::Fail && !found.unknown) {
-            s.log(r, auth::Outcome::Fail, found.backend, found.reason);
-            return s.fail(r);
-          }
-          if (found.unknown) r->unknown_reason = found.reason;
+          if (found.outcome == auth::Outcome::Fail) r->decoy_reason = found.reason;
           s.apply(r, std::move(*step));
         });
   }

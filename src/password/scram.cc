@@ -121,7 +121,9 @@ std::string scram_format(const ScramKeys& keys) {
 }
 
 std::optional<ScramKeys> scram_keys_for(std::string_view algorithm, std::string_view stored,
-                                        std::string_view default_scheme) {
+                                        std::string_view default_scheme, std::string_view salt,
+                                        unsigned iterations, bool* derived) {
+  if (derived != nullptr) *derived = false;
   const std::string prefix =
       algorithm == "SHA1" ? "{SCRAM-SHA-1}" : algorithm == "SHA256" ? "{SCRAM-SHA-256}" : "";
   if (prefix.empty()) return std::nullopt;
@@ -132,7 +134,8 @@ std::optional<ScramKeys> scram_keys_for(std::string_view algorithm, std::string_
   }
   auto plain = plaintext_of(stored, default_scheme);
   if (!plain) return std::nullopt;
-  return scram_derive(algorithm, plain->view(), detail::random_bytes(16), kScramIterations);
+  if (derived != nullptr) *derived = true;
+  return scram_derive(algorithm, plain->view(), salt, iterations);
 }
 
 namespace detail {

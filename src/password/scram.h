@@ -37,11 +37,13 @@ std::string scram_client_key(std::string_view algorithm, std::string_view passwo
                              std::string_view salt, unsigned iterations);
 
 // The SCRAM keys a stored credential provides for `algorithm`: a matching
-// {SCRAM-SHA-*} verifier, or keys derived from a plaintext credential with a
-// fresh salt and kScramIterations (slow: call it on a worker).  nullopt when
-// the stored form cannot serve that SCRAM variant.
+// {SCRAM-SHA-*} verifier as stored, or keys derived from a plaintext
+// credential with the caller's `salt` and `iterations` (slow: call it on a
+// worker; *derived says which).  nullopt when the stored form cannot serve
+// that SCRAM variant (another hash, a malformed or other-variant verifier).
 std::optional<ScramKeys> scram_keys_for(std::string_view algorithm, std::string_view stored,
-                                        std::string_view default_scheme);
+                                        std::string_view default_scheme, std::string_view salt,
+                                        unsigned iterations, bool* derived = nullptr);
 
 // New verifiers get this many iterations and a 16-byte salt.
 inline constexpr unsigned kScramIterations = 10000;

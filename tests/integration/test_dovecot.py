@@ -3,6 +3,8 @@ bad input, Dovecot's own `doveadm auth test`, and mailauth-test --dovecot
 with every mechanism."""
 import base64
 import glob
+import hashlib
+import hmac
 import os
 import subprocess
 import threading
@@ -20,6 +22,23 @@ NO_LINE = '0: NO "authentication failed"'
 
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def scram_client_final(user, password, client_nonce, server_first, digest="sha256"):
+    """An independent SCRAM client (RFC 5802): the client-final message for
+    `server_first`, and the server signature to expect."""
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac(digest, password.encode(), base64.b64decode(attrs["s"]),
+                                 int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", digest).digest()
+    stored_key = hashlib.new(digest, client_key).digest()
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"n={user},r={client_nonce},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored_key, auth_message, digest).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    server_key = hmac.new(salted, b"Server Key", digest).digest()
+    return (f"{without_proof},p={b64(proof)}",
+            "v=" + b64(hmac.new(server_key, auth_message, digest).digest()))
 
 
 def doveadm_pw(scheme, password):
@@ -169,6 +188,83 @@ path = "{self.passwd}"
                 self.assert_login("nobody", "whatever", mech, ok=False)
             with self.subTest(mech=mech, user="dave"):
                 self.assert_login("dave", "s3cret", mech, ok=False)
+
+    def test_scram_server_first_does_not_tell_what_is_stored(self):
+        """SCRAM's server-first message (salt, iterations) and its path to the
+        answer are the same whether the user is unknown, has a plaintext
+        credential, or a hash that cannot serve SCRAM (Argon2, SHA-crypt) or
+        is disabled: a challenge each time, a salt stable per user of the same
+        form as a real verifier's, the iteration count of the real verifiers;
+        then FAIL at the proof.  Issue 11, finding 3."""
+        with open(self.passwd, "a") as f:
+            f.write("argon:" + doveadm_pw("ARGON2ID", "argon-pw") + "\n")
+        d = self.start(mechanisms=("PLAIN", "SCRAM-SHA-256"))
+        passwords = {"nobody": "whatever", "plain": "plain-pw", "scram": "scram-pw",
+                     "alice": "s3cret", "argon": "argon-pw", "dave": "s3cret"}
+        conn = DovecotConnection(self.sock)
+        conn.handshake()
+        next_id = [0]
+
+        def attempt(user, password):
+            """One exchange: (server-first, final answer line)."""
+            next_id[0] += 1
+            rid = next_id[0]
+            nonce = f"cnonce{rid}x"
+            conn.send(f"AUTH\t{rid}\tSCRAM-SHA-256\tservice=smtp\trip=127.0.0.1\t"
+                      f"resp={b64(f'n,,n={user},r={nonce}')}\n")
+            first = conn.line()
+            self.assertTrue(first.startswith(f"CONT\t{rid}\t"),
+                            f"{user}: a challenge, not an immediate answer: {first!r}")
+            server_first = base64.b64decode(first.split("\t")[2]).decode()
+            final, signature = scram_client_final(user, password, nonce, server_first)
+            conn.send(f"CONT\t{rid}\t{b64(final)}\n")
+            answer = conn.line()
+            if answer.startswith(f"CONT\t{rid}\t"):
+                self.assertEqual(base64.b64decode(answer.split("\t")[2]).decode(), signature)
+                conn.send(f"CONT\t{rid}\t\n")
+                answer = conn.line()
+            return dict(kv.split("=", 1) for kv in server_first.split(",")), answer
+
+        # A real verifier first: its iteration count is the deployment's.
+        seen = {}
+        for user in ("scram", "nobody", "plain", "alice", "argon", "dave"):
+            for round_ in (1, 2):
+                with self.subTest(user=user, round=round_):
+                    first, answer = attempt(user, passwords[user] + "-wrong")
+                    self.assertRegex(answer, rf"^FAIL\t{next_id[0]}\tuser={user}$")
+                    seen.setdefault(user, []).append(first)
+        verifier = seen["scram"][0]
+        self.assertEqual(verifier["i"], "4096")  # doveadm's
+        self.assertEqual(len(base64.b64decode(verifier["s"])), 16)
+        for user, (a, b) in seen.items():
+            with self.subTest(user=user):
+                self.assertEqual(a["s"], b["s"], "the same salt on every attempt")
+                self.assertEqual(a["i"], verifier["i"], "the iteration count of the real verifiers")
+                self.assertEqual(len(base64.b64decode(a["s"])), len(base64.b64decode(verifier["s"])))
+                self.assertEqual(len(a["s"]), len(verifier["s"]))
+                self.assertNotEqual(a["r"], b["r"], "a fresh server nonce every time")
+        self.assertEqual(len({seen[u][0]["s"] for u in seen}), len(seen), "one salt per user")
+        # The right passwords: OK where the stored credential can serve SCRAM.
+        for user in ("plain", "scram"):
+            with self.subTest(user=user, password="right"):
+                first, answer = attempt(user, passwords[user])
+                self.assertEqual(answer, f"OK\t{next_id[0]}\tuser={user}")
+                self.assertEqual(first["s"], seen[user][0]["s"])
+        for user in ("alice", "argon", "dave", "nobody"):
+            with self.subTest(user=user, password="right"):
+                self.assertRegex(attempt(user, passwords[user])[1], r"^FAIL\t")
+        conn.close()
+        # The log line names the real reason.
+        log = d.log()
+        for user, reason in (("alice", "stored credential cannot serve SCRAM-SHA-256"),
+                             ("argon", "stored credential cannot serve SCRAM-SHA-256"),
+                             ("nobody", "unknown user"), ("plain", "wrong password"),
+                             ("scram", "wrong password")):
+            with self.subTest(log=user):
+                self.assertRegex(log, rf"result=fail proto=dovecot mech=SCRAM-SHA-256 user={user} "
+                                      rf"[^\n]*reason=\"?{reason}")
+        self.assertRegex(log, r"result=fail proto=dovecot mech=SCRAM-SHA-256 user=dave [^\n]*"
+                              r"reason=\"?(account )?disabled")
 
     def test_only_configured_mechanisms_are_advertised(self):
         self.start(mechanisms=("LOGIN", "SCRAM-SHA-256"))

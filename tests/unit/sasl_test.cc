@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "protocol/sasl/cram_md5.h"
 #include "protocol/sasl/login.h"
 #include "protocol/sasl/mechanism.h"
@@ -220,14 +223,16 @@ TEST(Scram, WrongProofTamperingAndUnknownUserFail) {
   std::string cbind = v.client_final;
   cbind.replace(0, 6, "c=eSws");  // "y,," instead of "n,,"
   EXPECT_EQ(run(cbind, cred).kind, K::Failure);
-  // Unknown user: the server still sends a plausible server-first ...
-  Scram m(v.algorithm, false);
+  // Unknown user: the server still sends a plausible server-first (before
+  // any real verifier is seen: kScramIterations) ...
+  auto shared = std::make_shared<ScramShared>();
+  Scram m(v.algorithm, false, shared);
   m.start(std::string_view(v.client_first));
   Step s = m.credential(std::nullopt);
   ASSERT_EQ(s.kind, K::Challenge);
   EXPECT_NE(s.challenge.find(",i=10000"), std::string::npos);
   // ... with the same salt every time for that name, and then fails.
-  Scram m2(v.algorithm, false);
+  Scram m2(v.algorithm, false, shared);
   m2.start(std::string_view(v.client_first));
   Step s2 = m2.credential(std::nullopt);
   EXPECT_EQ(s.challenge.substr(s.challenge.find(",s=")), s2.challenge.substr(s2.challenge.find(",s=")));
@@ -261,6 +266,163 @@ TEST(Scram, PlaintextCredentialDerivesKeysAndVerifies) {
   ASSERT_TRUE(final_msg);
   s = m.step(*final_msg);
   ASSERT_EQ(s.kind, K::Success);
+  EXPECT_TRUE(c.verify_server_final(s.final_data));
+}
+
+// The attributes of a server-first message: r, s (decoded), i.
+std::map<char, std::string> server_first_attrs(const std::string& m) {
+  std::map<char, std::string> out;
+  std::size_t start = 0;
+  while (start < m.size()) {
+    const auto comma = std::min(m.find(',', start), m.size());
+    out[m[start]] = m.substr(start + 2, comma - start - 2);
+    start = comma + 1;
+  }
+  if (auto salt = base64_decode(out['s'])) out['s'] = *salt;
+  else out['s'] = "(bad base64)";
+  return out;
+}
+
+// Issue 11, finding 3: the server-first message does not tell whether the
+// user exists or what is stored for it.
+TEST(Scram, ServerFirstDoesNotTellWhatIsStored) {
+  struct Attempt {
+    Step first, last;
+  };
+  auto attempt = [](const std::string& user, const std::string& password,
+                    const std::optional<StoredCredential>& cred) {
+    Scram m("SHA256", true);
+    ScramClient c("SHA256", user, password);
+    EXPECT_EQ(m.start(std::string_view(c.client_first())).kind, K::NeedCredential);
+    Attempt a{m.credential(cred), {}};
+    if (a.first.kind != K::Challenge) return a;
+    auto final_msg = c.client_final(a.first.challenge);
+    EXPECT_TRUE(final_msg);
+    a.last = m.step(final_msg.value_or(""));
+    return a;
+  };
+  // A real verifier with doveadm's iteration count is seen first: from
+  // then on it is the deployment's.
+  const std::string verifier =
+      "{SCRAM-SHA-256}" +
+      password::scram_format(password::scram_derive("SHA256", "vera-pw", "0123456789abcdef", 4096));
+  Attempt v = attempt("vera", "vera-pw", StoredCredential{verifier, "CRYPT"});
+  ASSERT_EQ(v.first.kind, K::Challenge);
+  EXPECT_EQ(v.last.kind, K::Success) << v.last.reason;
+  EXPECT_EQ(server_first_attrs(v.first.challenge)['i'], "4096");
+
+  const std::string sha1_verifier =
+      "{SCRAM-SHA-1}" + password::scram_format(password::scram_derive("SHA1", "pw", "salt", 4096));
+  const std::string crypt = password::hash("sha512-crypt", "right");
+  const std::string argon = password::hash("argon2id", "right");
+  struct Case {
+    const char* user;
+    std::optional<std::string> stored;  // nullopt: unknown
+    const char* reason;                 // of the FAIL with the right password; null: OK
+  };
+  const Case cases[] = {
+      {"nobody", std::nullopt, "unknown user"},
+      {"plain", "{PLAIN}right", nullptr},
+      {"crypt", crypt, "stored credential cannot serve SCRAM-SHA-256"},
+      {"argon", argon, "stored credential cannot serve SCRAM-SHA-256"},
+      {"sha1only", sha1_verifier, "stored credential cannot serve SCRAM-SHA-256"},
+      {"broken", "{SCRAM-SHA-256}4096,xx", "stored credential cannot serve SCRAM-SHA-256"},
+  };
+  std::set<std::string> salts;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.user);
+    std::optional<StoredCredential> cred;
+    if (c.stored) cred = StoredCredential{*c.stored, "CRYPT"};
+    Attempt a = attempt(c.user, "right", cred);
+    Attempt b = attempt(c.user, "wrong", cred);
+    ASSERT_EQ(a.first.kind, K::Challenge) << "no challenge: " << a.first.reason;
+    ASSERT_EQ(b.first.kind, K::Challenge) << "no challenge: " << b.first.reason;
+    auto fa = server_first_attrs(a.first.challenge);
+    auto fb = server_first_attrs(b.first.challenge);
+    EXPECT_EQ(fa['s'], fb['s']) << "the same salt on every attempt";
+    EXPECT_EQ(fa['s'].size(), 16u);
+    EXPECT_EQ(fa['i'], "4096") << "the real verifiers' iteration count";
+    EXPECT_EQ(fb['i'], "4096");
+    EXPECT_NE(fa['r'], fb['r']);
+    salts.insert(fa['s']);
+    EXPECT_EQ(b.last.kind, K::Failure);
+    if (c.reason == nullptr) {
+      EXPECT_EQ(a.last.kind, K::Success) << a.last.reason;
+      EXPECT_EQ(b.last.reason, "wrong password");
+    } else {
+      EXPECT_EQ(a.last.kind, K::Failure);
+      EXPECT_EQ(a.last.reason.rfind(c.reason, 0), 0u) << a.last.reason;
+      EXPECT_EQ(b.last.reason.rfind(c.reason, 0), 0u) << b.last.reason;
+    }
+  }
+  EXPECT_EQ(salts.size(), std::size(cases)) << "one salt per user";
+}
+
+// The salt of a user whose keys the server makes is a keyed MAC of the name:
+// the same for the same key, unrelated for another key, user or algorithm.
+TEST(Scram, DerivedSaltIsAKeyedMacOfTheUserName) {
+  const std::string key(32, 'k');
+  ScramShared a(key), b(key), other(std::string(32, 'o'));
+  EXPECT_EQ(a.salt_for("SHA256", "alice", 16), b.salt_for("SHA256", "alice", 16));
+  EXPECT_EQ(a.salt_for("SHA256", "alice", 16).size(), 16u);
+  EXPECT_EQ(a.salt_for("SHA256", "alice", 64).size(), 64u);
+  EXPECT_EQ(a.salt_for("SHA256", "alice", 100).size(), 64u);
+  EXPECT_NE(a.salt_for("SHA256", "alice", 16), other.salt_for("SHA256", "alice", 16));
+  EXPECT_NE(a.salt_for("SHA256", "alice", 16), a.salt_for("SHA256", "alice2", 16));
+  EXPECT_NE(a.salt_for("SHA256", "alice", 16), a.salt_for("SHA1", "alice", 16));
+  // The process's instance has a random key of its own.
+  EXPECT_NE(ScramShared::process()->salt_for("SHA256", "alice", 16), a.salt_for("SHA256", "alice", 16));
+  EXPECT_NE(ScramShared().salt_for("SHA256", "alice", 16), ScramShared().salt_for("SHA256", "alice", 16));
+  EXPECT_THROW(ScramShared("short"), std::invalid_argument);
+}
+
+// Iterations and salt size follow the last real verifier seen, per
+// algorithm; a plaintext credential derives its keys with them.
+TEST(Scram, DerivedShapeFollowsTheLastVerifier) {
+  auto shared = std::make_shared<ScramShared>();
+  auto first = [&](const std::string& user, const std::optional<StoredCredential>& cred,
+                   const char* algorithm = "SHA256") {
+    Scram m(algorithm, true, shared);
+    m.start(std::string_view("n,,n=" + user + ",r=abc"));
+    Step s = m.credential(cred);
+    EXPECT_EQ(s.kind, K::Challenge) << s.reason;
+    return server_first_attrs(s.challenge);
+  };
+  EXPECT_EQ(shared->shape("SHA256").iterations, password::kScramIterations);
+  EXPECT_TRUE(shared->decoy_derives("SHA256"));
+  auto before = first("nobody", std::nullopt);
+  EXPECT_EQ(before['i'], "10000");
+  EXPECT_EQ(before['s'].size(), 16u);
+  EXPECT_EQ(before['s'], shared->salt_for("SHA256", "nobody", 16));
+
+  const std::string verifier =
+      "{SCRAM-SHA-256}" + password::scram_format(password::scram_derive(
+                              "SHA256", "pw", "a salt of 24 bytes......", 5000));
+  auto real = first("vera", StoredCredential{verifier, "CRYPT"});
+  EXPECT_EQ(real['i'], "5000");
+  EXPECT_EQ(real['s'], "a salt of 24 bytes......");
+  EXPECT_FALSE(shared->decoy_derives("SHA256"));
+  auto after = first("nobody", std::nullopt);
+  EXPECT_EQ(after['i'], "5000");
+  EXPECT_EQ(after['s'].size(), 24u);
+  EXPECT_EQ(after['s'].substr(0, 16), before['s']);
+  // SCRAM-SHA-1 has its own.
+  EXPECT_EQ(first("nobody", std::nullopt, "SHA1")['i'], "10000");
+
+  // Plaintext: derived with that shape, and the client's proof verifies.
+  Scram m("SHA256", true, shared);
+  ScramClient c("SHA256", "paula", "paula-pw");
+  m.start(std::string_view(c.client_first()));
+  Step s = m.credential(StoredCredential{"{PLAIN}paula-pw", "CRYPT"});
+  ASSERT_EQ(s.kind, K::Challenge);
+  auto attrs = server_first_attrs(s.challenge);
+  EXPECT_EQ(attrs['i'], "5000");
+  EXPECT_EQ(attrs['s'], shared->salt_for("SHA256", "paula", 24));
+  EXPECT_TRUE(shared->decoy_derives("SHA256"));
+  auto final_msg = c.client_final(s.challenge);
+  ASSERT_TRUE(final_msg);
+  s = m.step(*final_msg);
+  ASSERT_EQ(s.kind, K::Success) << s.reason;
   EXPECT_TRUE(c.verify_server_final(s.final_data));
 }
 
