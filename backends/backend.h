@@ -19,6 +19,13 @@
 // A backend never throws from lookup()/verify(); `reason` says what happened,
 // for the log, and never contains a password or a hash.
 //
+// User names: a store may take several spellings for one account (MariaDB's
+// _ci collations ignore case and trailing spaces).  canonical_user() names
+// the one spelling; the chain asks the backend for that name only, and uses
+// it for everything that must be per account: the cache, the brute-force
+// policy's per-user counter, the attempt's log line and the name returned to
+// the client (Dovecot's OK user=…).
+//
 // Threads: lookup() and verify() are called concurrently from worker threads
 // and may block (disk, network).  Construction happens on the main thread and
 // may throw config::ConfigError.
@@ -36,7 +43,8 @@ namespace mailauth::backend {
 
 // What a backend is asked about.
 struct Query {
-  std::string_view user;         // the name to look up: login, or login@realm with join_realm
+  std::string_view user;         // the name to look up: login, or login@realm with join_realm,
+                                 // as canonical_user() made it (from the chain)
   std::string_view realm;        // as the client sent it (may be empty)
   std::string_view service;      // "smtp", "imap", … (PAM uses it as the service name)
   std::string_view client_addr;  // remote IP when known, else empty
@@ -132,6 +140,17 @@ class Backend {
   const std::string& type() const { return type_; }
   const std::string& name() const { return name_; }
   virtual Kind kind() const = 0;
+
+  // The name this backend's store knows `user` by: a deterministic rule that
+  // folds every spelling the store does not tell apart into one (mysql with
+  // normalize = "lower": trailing spaces dropped, A-Z lower-cased).  The chain
+  // calls it before lookup()/verify() and passes the result as Query::user;
+  // it is known before any lookup, so the policy can admit a request under
+  // it too.  Empty: no account can have this name here, and the backend is
+  // not asked (the user is unknown to it).  The default, for exact-match
+  // stores (pwdfile, shadow, pam), is `user` unchanged.  Any thread; cheap,
+  // never blocks, never throws.
+  virtual std::string canonical_user(std::string_view user) const { return std::string(user); }
 
   // Lookup backends: the stored credential of `query.user`.
   virtual LookupResult lookup(const Query& query) = 0;

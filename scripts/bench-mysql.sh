@@ -150,7 +150,7 @@ socket = "$DB_SOCKET"
 user = "bench"
 password_file = "$WORK/mailauthd/mysql.secret"
 database = "mail"
-schema = "users"           # SELECT crypt, enabled FROM users WHERE id = ?
+schema = "users"           # SELECT crypt, enabled, id AS user FROM users WHERE id = ?
 pool_size = $WORKERS
 EOF
 # (The account may only read: the warnings about write statements are expected.)

@@ -42,7 +42,7 @@ struct Preset {
 constexpr Preset kUsersPreset = {
     "users",
     {
-        "SELECT crypt, enabled FROM users WHERE id = '%u'",
+        "SELECT crypt, enabled, id AS user FROM users WHERE id = '%u'",
         "INSERT INTO users (id, name, crypt, enabled, maildir) VALUES ('%u', '%N', '%h', %e, "
         "CONCAT(IF('%d' = '', '', CONCAT('%d', '/')), '%n', '/'))",
         // The guides' plaintext copy would keep the old password working.
@@ -63,7 +63,7 @@ constexpr Preset kUsersPreset = {
 constexpr Preset kPostfixadminPreset = {
     "postfixadmin",
     {
-        "SELECT password, active AS enabled FROM mailbox WHERE username = '%u'",
+        "SELECT password, active AS enabled, username AS user FROM mailbox WHERE username = '%u'",
         "INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, "
         "created, modified, active) VALUES ('%u', '%h', '%N', '%d/%n/', 0, '%n', '%d', NOW(), "
         "NOW(), %e)"
@@ -160,13 +160,27 @@ bool flag_enabled(const mysql::Cell& cell) {
   return errno == 0 && end && *end == '\0' && d != 0.0;
 }
 
-int enabled_column(const std::vector<std::string>& columns) {
+// The result column called `name` (any case), after the first; -1 if none.
+int named_column(const std::vector<std::string>& columns, std::string_view name) {
   for (std::size_t k = 1; k < columns.size(); ++k) {
     std::string c = columns[k];
     for (char& ch : c) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (c == "enabled") return static_cast<int>(k);
+    if (c == name) return static_cast<int>(k);
   }
   return -1;
+}
+
+// normalize = "lower": what MariaDB's PAD SPACE _ci collations (both presets'
+// utf8mb4_general_ci, and the server's defaults) are sure to ignore: trailing
+// spaces (not tabs, not leading spaces) and the case of A-Z.  Other letters
+// are left alone: a collation's folding of them (é = e = E, ß = s) is not one
+// rule; the `user` column catches the rows they match (see lookup()).
+std::string fold_lower(std::string_view user) {
+  while (!user.empty() && user.back() == ' ') user.remove_suffix(1);
+  std::string out(user);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
 }
 
 // Server errors that mean "these values are not acceptable", as opposed to
@@ -275,6 +289,13 @@ std::unique_ptr<Backend> MysqlBackend::create(const config::BackendSpec& spec) {
     s.fail("default_scheme", "must be \"CRYPT\" or \"PLAIN\"");
   st.default_scheme = scheme;
 
+  const std::string normalize = s.get_string("normalize", "lower");
+  if (normalize != "lower" && normalize != "none")
+    s.fail("normalize",
+           "must be \"lower\" (names compared ignoring A-Z case and trailing spaces, as "
+           "MariaDB's _ci collations do) or \"none\" (exact, for a binary/_bin column)");
+  st.normalize_lower = normalize == "lower";
+
   // The statements: the preset's, each overridable.
   const Preset* preset = nullptr;
   if (auto name = s.opt_string("schema")) {
@@ -357,6 +378,10 @@ MysqlBackend::MysqlBackend(std::string name, Settings settings)
 
 MysqlBackend::~MysqlBackend() = default;
 
+std::string MysqlBackend::canonical_user(std::string_view user) const {
+  return settings_.normalize_lower ? fold_lower(user) : std::string(user);
+}
+
 void MysqlBackend::note_failure(const std::string& reason) {
   std::lock_guard lock(state_mutex_);
   if (failing_.load()) return;
@@ -403,6 +428,14 @@ LookupResult MysqlBackend::lookup(const Query& query) {
       out.status = backend::Status::Found;
       out.credential.default_scheme = settings_.default_scheme;
       mysql::Row& row = r.rows.front();
+      // The row's own name: the collation may have matched a spelling that
+      // is another name under `normalize` (alicé for alice, ALICE for alice
+      // with normalize = "none").  That spelling is nobody here, not a second
+      // name for the account.
+      if (const int k = named_column(r.columns, "user"); k > 0) {
+        const bool same = row[k] && canonical_user(row[k]->view()) == canonical_user(query.user);
+        if (!same) return {backend::Status::Unknown, {}, "the row found is for another name"};
+      }
       if (row.empty() || !row[0] || row[0]->empty()) {
         // The user is ours but has nothing to check a password against: a
         // known user who cannot log in (not Unknown: no falling through).
@@ -412,7 +445,7 @@ LookupResult MysqlBackend::lookup(const Query& query) {
       } else {
         out.credential.stored = std::move(*row[0]);
       }
-      if (const int k = enabled_column(r.columns); k > 0 && !flag_enabled(row[k]))
+      if (const int k = named_column(r.columns, "enabled"); k > 0 && !flag_enabled(row[k]))
         out.credential.disabled = true;
       return out;
     }

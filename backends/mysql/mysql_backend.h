@@ -17,6 +17,12 @@
 //   rehash = "argon2id"           rehash-on-login (argon2id, yescrypt, bcrypt,
 //                                 sha512-crypt, sha256-crypt): see replace_password()
 //   default_scheme = "CRYPT"      "PLAIN" to read a bare plaintext column
+//   normalize = "lower"           how the table compares user names, so that
+//                                 the spellings it takes for one account are
+//                                 one name (canonical_user()): "lower" (the
+//                                 default; _ci collations, as in both presets)
+//                                 drops trailing spaces and lower-cases A-Z;
+//                                 "none" for an exact (_bin) column
 //   connect_timeout = "3s", read_timeout = "5s", write_timeout = "5s"
 //                                 whole seconds, 1s to 9s: Postfix waits 10s
 //   tls = false, tls_ca, tls_cert, tls_key
@@ -41,6 +47,10 @@
 //     later backend that might still hold an old password for it.  Both
 //     presets select it.  A query that filters disabled accounts out in its
 //     WHERE clause instead (`AND enabled = 1`) makes them unknown users.
+//   - a result column named `user` (after the first; write `id AS user`) is
+//     the row's stored name: a row whose name is not the one asked for under
+//     `normalize` (the collation matched alicé@… for alice@…, or ALICE@…
+//     with normalize = "none") is Unknown.  Both presets select it.
 //   - a NULL or empty credential: Found and disabled, with nothing to verify.
 //     The row exists, so the user is this backend's and must not fall through
 //     either; it is logged once per user as a configuration problem.
@@ -84,6 +94,7 @@ class MysqlBackend final : public Backend, public AccountStore {
     std::size_t pool_size = 4;
     std::string preset;  // "users", "postfixadmin" or empty
     std::string default_scheme = "CRYPT";
+    bool normalize_lower = true;  // normalize = "lower" (else "none")
     std::vector<mysql::Template> statements[kOpCount];
   };
 
@@ -91,6 +102,8 @@ class MysqlBackend final : public Backend, public AccountStore {
   ~MysqlBackend() override;
 
   Kind kind() const override { return Kind::Lookup; }
+  // normalize = "lower": trailing spaces dropped, A-Z lower-cased; "none": as is.
+  std::string canonical_user(std::string_view user) const override;
   LookupResult lookup(const Query& query) override;
   // Connects to every host, prepares every statement and checks the shape of
   // its result: empty if usable (a down secondary host is a warning only).

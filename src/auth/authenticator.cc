@@ -67,23 +67,33 @@ void BackendChain::warn_unusable(const std::string& backend, const std::string& 
 namespace {
 // While a backend is down, a recent success may be served from the cache
 // (stale_ttl, off by default).
-AuthResult temp_failure(const AuthRequest& request, CredentialCache* cache, const std::string& backend,
-                        const std::string& reason) {
-  if (cache != nullptr &&
-      cache->stale_positive(request.user, request.service, request.password.view())) {
-    AuthResult r{Outcome::Ok, backend, "backend unavailable (" + reason +
-                                           "); accepted from the cache within stale_ttl"};
+// `user`: the backend's canonical name for request.user.
+AuthResult temp_failure(const AuthRequest& request, const std::string& user, CredentialCache* cache,
+                        const std::string& backend, const std::string& reason) {
+  AuthResult r{Outcome::TempFail, backend, reason};
+  r.user = user;
+  if (cache != nullptr && cache->stale_positive(user, request.service, request.password.view())) {
+    r.outcome = Outcome::Ok;
+    r.reason = "backend unavailable (" + reason + "); accepted from the cache within stale_ttl";
     r.cached = true;
-    return r;
   }
-  return {Outcome::TempFail, backend, reason};
+  return r;
 }
 
-AuthResult cached_answer(CredentialCache::Hit hit, const std::string& backend) {
+AuthResult cached_answer(CredentialCache::Hit hit, const std::string& backend,
+                         const std::string& user) {
   AuthResult r{hit == CredentialCache::Hit::Positive ? Outcome::Ok : Outcome::Fail, backend,
                hit == CredentialCache::Hit::Positive ? "" : "wrong password (cached)"};
+  r.user = user;
   r.cached = true;
   r.costed = false;
+  return r;
+}
+
+AuthResult decided(Outcome outcome, const std::string& backend, std::string reason,
+                   const std::string& user) {
+  AuthResult r{outcome, backend, std::move(reason)};
+  r.user = user;
   return r;
 }
 }  // namespace
@@ -94,40 +104,46 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
     backend::Query q{request.user, request.realm, request.service, request.client_addr};
     const std::string_view pw = request.password.view();
     for (const auto& b : backends_) {
+      // The one spelling this backend's store knows the user by: asked for,
+      // cached and answered under (AuthResult::user).  Empty: nobody here.
+      const std::string user = b->canonical_user(request.user);
+      if (user.empty()) continue;
+      q.user = user;
       // Before the cache too: an answer cached under an older configuration
       // must not serve a request the backend now refuses.
       if (std::string why = b->refusal(q); !why.empty()) return {Outcome::Fail, b->name(), why};
       if (b->kind() == backend::Backend::Kind::VerifyOnly) {
         // Nothing stored to fingerprint: entries live for the TTL or until flushed.
-        const CredentialCache::Scope scope{b->name(), request.user, request.service, ""};
+        const CredentialCache::Scope scope{b->name(), user, request.service, ""};
         if (cache != nullptr) {
           const auto hit = cache->lookup(scope, pw);
-          if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name());
+          if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);
         }
         backend::VerifyResult v = b->verify(q, pw);
         switch (v.verdict) {
           case backend::Verdict::Ok:
             if (cache != nullptr) cache->store(scope, pw, true);
-            return {Outcome::Ok, b->name(), v.reason};
+            return decided(Outcome::Ok, b->name(), v.reason, user);
           case backend::Verdict::Fail:
             if (cache != nullptr) cache->store(scope, pw, false);
-            return {Outcome::Fail, b->name(), v.reason.empty() ? "wrong password" : v.reason};
-          case backend::Verdict::TempFail: return temp_failure(request, cache, b->name(), v.reason);
+            return decided(Outcome::Fail, b->name(), v.reason.empty() ? "wrong password" : v.reason,
+                           user);
+          case backend::Verdict::TempFail:
+            return temp_failure(request, user, cache, b->name(), v.reason);
           case backend::Verdict::Unknown: continue;
         }
         continue;
       }
       backend::LookupResult r = b->lookup(q);
       if (r.status == backend::Status::TempFail)
-        return temp_failure(request, cache, b->name(), r.reason);
+        return temp_failure(request, user, cache, b->name(), r.reason);
       if (r.status == backend::Status::Unknown) continue;
       const auto& cred = r.credential;
       // The stored credential is part of the cache key: a changed hash misses.
-      const CredentialCache::Scope scope{b->name(), request.user, request.service,
-                                         cred.stored.view()};
+      const CredentialCache::Scope scope{b->name(), user, request.service, cred.stored.view()};
       if (cache != nullptr && !cred.disabled) {
         const auto hit = cache->lookup(scope, pw);
-        if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name());
+        if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);
       }
       // A disabled account is still checked, so that it costs what any other
       // attempt costs; the verdict is then ignored.
@@ -136,22 +152,23 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       if (cred.disabled) {
         if (verdict != password::Verdict::Invalid) remember_decoy(cred);
         else decoy_verify(request.password.view());
-        return {Outcome::Fail, b->name(),
-                cred.disabled_reason.empty() ? "account disabled" : cred.disabled_reason};
+        return decided(Outcome::Fail, b->name(),
+                       cred.disabled_reason.empty() ? "account disabled" : cred.disabled_reason,
+                       user);
       }
       if (verdict == password::Verdict::Invalid) {
-        warn_unusable(b->name(), request.user,
+        warn_unusable(b->name(), user,
                       password::scheme_of(cred.stored.view(), cred.default_scheme));
-        return {Outcome::Fail, b->name(), "unusable stored credential"};
+        return decided(Outcome::Fail, b->name(), "unusable stored credential", user);
       }
       remember_decoy(cred);
       if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
       if (verdict == password::Verdict::Match) {
-        AuthResult ok{Outcome::Ok, b->name(), ""};
+        AuthResult ok = decided(Outcome::Ok, b->name(), "", user);
         rehash(*b, request, cred, &ok);
         return ok;
       }
-      return {Outcome::Fail, b->name(), "wrong password"};
+      return decided(Outcome::Fail, b->name(), "wrong password", user);
     }
     AuthResult unknown{Outcome::Fail, "-", "unknown user", true};
     if (has_lookup_ && decoy) decoy_verify(request.password.view());
@@ -164,7 +181,8 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
 
 // Rehash-on-login: the password is known to be right, so the stored hash
 // can be upgraded to the backend's `rehash` scheme.  Compare-and-swap: only
-// if the stored value is still the one just verified.
+// if the stored value is still the one just verified.  The row is the one
+// of result->user, the backend's canonical name for the user.
 void BackendChain::rehash(backend::Backend& b, const AuthRequest& request,
                           const backend::Credential& cred, AuthResult* result) const {
   const std::string& target = b.rehash_scheme();
@@ -213,12 +231,12 @@ void BackendChain::rehash(backend::Backend& b, const AuthRequest& request,
   const std::string have = password::scheme_of(stored);
   std::string fresh = password::hash(target, request.password.view());
   if (store->wants_scheme_prefix()) fresh = password::with_dovecot_prefix(fresh);
-  auto r = store->replace_password(request.user, stored, fresh);
+  auto r = store->replace_password(result->user, stored, fresh);
   wipe(fresh.data(), fresh.size());
   if (r.status == backend::AccountStore::Status::Done)
     result->reason = "rehashed " + have + " to " + target;
   else
-    log::warning("rehash of " + log::sanitize(request.user) + " in " + b.name() + " skipped: " +
+    log::warning("rehash of " + log::sanitize(result->user) + " in " + b.name() + " skipped: " +
                  r.message);
 }
 
@@ -232,9 +250,13 @@ BackendChain::CredentialLookup BackendChain::lookup_credential(const AuthRequest
         if (skipped.empty()) skipped = b->name();
         continue;
       }
+      const std::string user = b->canonical_user(request.user);
+      if (user.empty()) continue;
+      q.user = user;
       backend::LookupResult r = b->lookup(q);
       if (r.status == backend::Status::Unknown) continue;
       out.backend = b->name();
+      out.user = user;
       if (r.status == backend::Status::TempFail) {
         out.outcome = Outcome::TempFail;
         out.reason = r.reason;
@@ -260,6 +282,15 @@ BackendChain::CredentialLookup BackendChain::lookup_credential(const AuthRequest
     out.reason = std::string("internal error: ") + e.what();
   }
   return out;
+}
+
+std::string BackendChain::policy_user(std::string_view user) const {
+  std::string name(user);
+  for (const auto& b : backends_) {
+    if (name.empty()) break;
+    name = b->canonical_user(name);
+  }
+  return name;
 }
 
 std::shared_ptr<const BackendChain> build_chain(const config::Config& config) {
@@ -289,7 +320,7 @@ void log_attempt(const AuthRequest& r, const AuthResult& result, long long ms) {
   line += log::kv("result", outcome_name(result.outcome));
   line += log::kv("proto", r.protocol);
   if (!r.mechanism.empty()) line += log::kv("mech", r.mechanism);
-  line += log::kv("user", r.user);
+  line += log::kv("user", result.user.empty() ? r.user : result.user);
   line += log::kv("service", r.service);
   line += log::kv("realm", r.realm);
   line += log::kv("rip", r.client_addr);
@@ -302,7 +333,8 @@ void log_attempt(const AuthRequest& r, const AuthResult& result, long long ms) {
 }
 
 void Authenticator::record(const AuthRequest& r, const AuthResult& result,
-                           std::chrono::steady_clock::time_point start, const Services& services) {
+                           std::chrono::steady_clock::time_point start, const Services& services,
+                           const BackendChain* chain) {
   const auto elapsed = loop_.now() - start;
   log_attempt(r, result,
               std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count());
@@ -313,10 +345,12 @@ void Authenticator::record(const AuthRequest& r, const AuthResult& result,
     else if (services.cache != nullptr && result.outcome != Outcome::TempFail) ++services.metrics->cache_misses;
   }
   if (services.policy != nullptr) {
+    // The name admit() used: the counters of all spellings are one.
+    const std::string user = chain != nullptr ? chain->policy_user(r.user) : r.user;
     if (result.outcome == Outcome::Fail)
-      services.policy->failed(r.client_addr, r.user, result.password_tag);
+      services.policy->failed(r.client_addr, user, result.password_tag);
     else if (result.outcome == Outcome::Ok)
-      services.policy->succeeded(r.client_addr, r.user);
+      services.policy->succeeded(r.client_addr, user);
   }
 }
 
@@ -346,7 +380,10 @@ void Authenticator::admit(const std::shared_ptr<Attempt>& a, bool no_penalty,
                           std::function<void()> go) {
   Policy* policy = a->services.policy.get();
   if (policy == nullptr) return go();
-  Policy::Admission adm = policy->admit(a->request.client_addr, a->request.user, no_penalty);
+  Policy::Admission adm = policy->admit(a->request.client_addr,
+                                       a->chain != nullptr ? a->chain->policy_user(a->request.user)
+                                                           : a->request.user,
+                                       no_penalty);
   if (adm.refused) {
     if (a->services.metrics != nullptr) a->services.metrics->refused_in_flight();
     return finish(a, AuthResult{Outcome::TempFail, "-", "too many requests in flight from this address"});
@@ -435,7 +472,7 @@ void Authenticator::finish(const std::shared_ptr<Attempt>& a, const AuthResult& 
   --in_flight_;
   if (a->admitted) a->services.policy->release(a->address_key);
   a->admitted = false;
-  record(a->request, result, a->start, a->services);
+  record(a->request, result, a->start, a->services, a->chain.get());
   if (dropped(a)) return;
   a->done(result);
 }

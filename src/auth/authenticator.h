@@ -48,6 +48,8 @@ class BackendChain {
 
   // Worker thread.  Never throws.  With a cache, answers it already knows
   // skip the hash check (or the PAM call), and new answers are stored.
+  // Each backend is asked for its canonical_user() of request.user, and the
+  // answer, the cache entry and AuthResult::user are under that name.
   // `decoy`: check an unknown user's password against the decoy credential
   // (costs a real hash); without it the answer is marked not costed and the
   // authenticator holds it back on a timer instead.
@@ -63,11 +65,19 @@ class BackendChain {
     bool unknown = false;             // no backend knows the user
     backend::Credential credential;
     std::string backend = "-";
+    std::string user;  // the backend's canonical name for the user, when one decided
     std::string reason;
   };
   CredentialLookup lookup_credential(const AuthRequest& request) const;
 
   const std::vector<std::unique_ptr<backend::Backend>>& backends() const { return backends_; }
+
+  // The name the brute-force policy counts a request for `user` under,
+  // known before any backend is asked: every backend's canonical_user()
+  // applied in turn, so that the spellings any backend folds together share
+  // one counter (and the admission penalty sees the failures recorded for
+  // them).  With one backend, the name it logs and answers under.
+  std::string policy_user(std::string_view user) const;
 
  private:
   void decoy_verify(std::string_view password) const;
@@ -87,6 +97,8 @@ class BackendChain {
 
 // The one log line per attempt:
 //   auth: result=… proto=… mech=… user=… service=… realm=… rip=… backend=… reason=… ms=…
+// user= is result.user when a backend decided (its canonical name), else
+// request.user.
 void log_attempt(const AuthRequest& request, const AuthResult& result, long long ms);
 
 // Build the chain a configuration describes.  Throws config::ConfigError.
@@ -141,9 +153,12 @@ class Authenticator {
 
   // The one log line of an attempt, its metrics, and its feedback to the
   // brute-force policy.  `start` is on the loop's clock.
+  // The log line names result.user (the canonical name) when a backend
+  // decided, else request.user; the policy counts under the chain's
+  // policy_user(request.user).
   void record(const AuthRequest& request, const AuthResult& result,
               std::chrono::steady_clock::time_point start) {
-    record(request, result, start, services_);
+    record(request, result, start, services_, chain_.get());
   }
 
   // New requests use the new chain / services; requests in flight finish
@@ -159,7 +174,8 @@ class Authenticator {
  private:
   struct Attempt;
   void record(const AuthRequest& request, const AuthResult& result,
-              std::chrono::steady_clock::time_point start, const Services& services);
+              std::chrono::steady_clock::time_point start, const Services& services,
+              const BackendChain* chain);
   void admit(const std::shared_ptr<Attempt>& attempt, bool no_penalty,
              std::function<void()> go);
   void run_check(const std::shared_ptr<Attempt>& attempt);

@@ -53,6 +53,10 @@ struct AuthResult {
 
   Outcome outcome = Outcome::Fail;
   std::string backend;  // which backend decided ("-" when none did)
+  // The name that backend knows the user by (Backend::canonical_user()):
+  // what the attempt is logged, cached and answered (Dovecot user=) under.
+  // Empty when no backend decided.
+  std::string user;
   std::string reason;   // for the log only, never sent to the client
   bool unknown_user = false;  // no backend knew the user
   bool cached = false;        // answered from the credential cache

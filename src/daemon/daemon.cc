@@ -14,6 +14,8 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "src/auth/authenticator.h"
@@ -172,10 +174,18 @@ class Daemon {
         g.cache_entries = services_.cache ? services_.cache->size() : 0;
         return services_.metrics->prometheus(g);
       };
-      h.flush = [this](std::optional<std::string> user) -> std::size_t {
-        return services_.cache ? services_.cache->flush(user ? std::optional<std::string_view>(*user)
-                                                             : std::nullopt)
-                               : 0;
+      h.flush = [this, &authenticator](std::optional<std::string> user) -> std::size_t {
+        if (!services_.cache) return 0;
+        if (!user) return services_.cache->flush(std::nullopt);
+        // Entries are kept under each backend's canonical name for the user:
+        // `flush ALICE@EXAMPLE.COM` drops alice@example.com's.
+        std::set<std::string> names{*user};
+        if (const auto& chain = authenticator.chain())
+          for (const auto& b : chain->backends()) names.insert(b->canonical_user(*user));
+        std::size_t n = 0;
+        for (const auto& name : names)
+          if (!name.empty()) n += services_.cache->flush(std::string_view(name));
+        return n;
       };
       h.reload = [&] { return reload(authenticator, mux.get(), dovecot.get()); };
       control = std::make_unique<ControlServer>(loop, std::move(control_listener), std::move(h));

@@ -75,7 +75,10 @@ class DovecotServer::Session final : public net::Session {
     std::shared_ptr<sasl::Mechanism> mech;  // shared with a worker job in flight
     dovecot::AuthParams params;
     std::chrono::steady_clock::time_point start;
-    std::string user;            // once known
+    std::string user;            // once known, as the client sent it
+    // The name the deciding backend knows the user by (AuthResult::user),
+    // once one has: what the OK/FAIL line's user= and the log line say.
+    std::string canonical;
     std::string backend = "-";   // the backend that supplied the credential
     std::string decoy_reason;    // why the lookup found no usable account (SCRAM fails later)
     bool working = false;        // a worker job or a delay timer is pending
@@ -143,7 +146,16 @@ class DovecotServer::Session final : public net::Session {
 
   void log(const Ref& r, auth::Outcome outcome, const std::string& backend,
            const std::string& reason) {
-    server_.auth_.record(auth_request(r), auth::AuthResult{outcome, backend, reason}, r->start);
+    auth::AuthResult result{outcome, backend, reason};
+    result.user = r->canonical;
+    server_.auth_.record(auth_request(r), result, r->start);
+  }
+
+  // user= of the request's answer.  Postfix takes the OK line's for the
+  // SASL login name (sasl_username, smtpd_sender_login_maps), so it is the
+  // account's one name, not the client's spelling of it.
+  static const std::string& answer_user(const Ref& r) {
+    return r->canonical.empty() ? r->user : r->canonical;
   }
 
   void start_request(net::Connection& c, dovecot::Event& e) {
@@ -266,6 +278,7 @@ class DovecotServer::Session final : public net::Session {
     server_.auth_.authenticate(std::move(a), [r](const auth::AuthResult& result) {
       if (r->dead()) return;  // cancelled, finished or disconnected meanwhile
       r->working = false;
+      r->canonical = result.user;
       Session& s = *r->session;
       switch (result.outcome) {
         case auth::Outcome::Ok: return s.succeed(r, "");
@@ -300,6 +313,7 @@ class DovecotServer::Session final : public net::Session {
           if (r->dead()) return;
           r->working = false;
           r->backend = found.backend;
+          r->canonical = found.user;
           Session& s = *r->session;
           if (found.outcome == auth::Outcome::TempFail) {
             s.log(r, auth::Outcome::TempFail, found.backend, found.reason);
@@ -313,12 +327,12 @@ class DovecotServer::Session final : public net::Session {
   void succeed(const Ref& r, const std::string& final_data) {
     std::vector<std::pair<std::string, std::string>> extra;
     if (!final_data.empty()) extra.emplace_back("resp", base64_encode(final_data));
-    reply_and_finish(r, dovecot::ok_line(r->id, r->user, extra));
+    reply_and_finish(r, dovecot::ok_line(r->id, answer_user(r), extra));
   }
 
   // The client only learns "failed"; the reason is in the attempt's log line.
   void fail(const Ref& r) {
-    std::string line = dovecot::fail_line(r->id, {r->user, "", "", false});
+    std::string line = dovecot::fail_line(r->id, {answer_user(r), "", "", false});
     if (server_.config_.failure_delay.count() == 0) return reply_and_finish(r, line);
     // The failure delay is a timer: the worker is already free for others.
     r->working = true;
@@ -338,7 +352,7 @@ class DovecotServer::Session final : public net::Session {
       log::info("dovecot: " + r->conn->peer() + ": temporary failure; closing the connection");
       return r->conn->close();
     }
-    reply_and_finish(r, dovecot::fail_line(r->id, {r->user, "temp_fail", "", true}));
+    reply_and_finish(r, dovecot::fail_line(r->id, {answer_user(r), "temp_fail", "", true}));
   }
 
   // The request's final answer: nothing more is sent for it, and its id is

@@ -5,6 +5,7 @@ Dovecot socket with mailauth-test, testsaslauthd and raw exchanges.
 One server is bootstrapped per class and reused; tests that stop it start it
 again.  The failover test bootstraps a second one.
 """
+import base64
 import json
 import os
 import shutil
@@ -16,8 +17,8 @@ import threading
 import time
 import unittest
 
-from harness import (BUILD, DaemonTestCase, MAILAUTHD, MAILAUTH_USER, mkpasswd, mux_exchange, mux_frame,
-                     mux_reply_text, which)
+from harness import (BUILD, DaemonTestCase, DovecotConnection, MAILAUTHD, MAILAUTH_USER, control,
+                     mkpasswd, mux_exchange, mux_frame, mux_reply_text, prometheus_value, which)
 from mariadb import MariaDB, free_port
 
 SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
@@ -137,11 +138,12 @@ database = "{database}"
     def pwdfile(self):
         return f'\n[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n'
 
-    def config(self, backends, mux_extra="", dovecot=None, workers=4):
+    def config(self, backends, mux_extra="", dovecot=None, workers=4, daemon_extra=""):
         text = f"""
 [daemon]
 workers = {workers}
 log = "stderr"
+{daemon_extra}
 
 [saslauthd]
 socket = "{self.sock}"
@@ -641,6 +643,80 @@ CREATE TABLE cache_users (id varchar(128) PRIMARY KEY, crypt varchar(255), enabl
         self.assert_ok("kim@example.com", "kim-new")
         self.db.sql("UPDATE cache_users SET enabled = 0 WHERE id = 'kim@example.com'", "mailauth_writes")
         self.assert_no("kim@example.com", "kim-new")
+
+    # --- user names the store does not tell apart -----------------------------
+
+    def test_case_and_trailing_space_variants_are_one_account(self):
+        """utf8mb4_general_ci takes ALICE@EXAMPLE.COM and "alice@example.com   "
+        for alice@example.com.  They log in as alice, under her one name: the
+        OK line's user=, the attempt line, the cache and the brute-force
+        policy's per-user counter all use alice@example.com (issue 11,
+        finding 10)."""
+        ctl = self.path("run/control")
+        d = self.start(self.mysql('schema = "users"'), args=["--debug"], dovecot=("PLAIN",),
+                       daemon_extra=f'control_socket = "{ctl}"',
+                       mux_extra='\n[cache]\nttl = "600s"\nnegative_ttl = "600s"\n')
+
+        def auth(conn, rid, user, password, rip):
+            resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+            conn.send(f"AUTH\t{rid}\tPLAIN\tservice=smtp\trip={rip}\tresp={resp}\n")
+            return conn.line()
+
+        conn = DovecotConnection(self.dsock)
+        conn.handshake()
+        variants = ["alice@example.com", "ALICE@EXAMPLE.COM", "alice@example.com   ",
+                    "Alice@Example.Com "]
+        for i, name in enumerate(variants, 1):
+            self.assertEqual(auth(conn, i, name, "alice-pw", "198.51.100.1"),
+                             f"OK\t{i}\tuser=alice@example.com", repr(name))
+        # Over the mux socket too (its OK names nobody; the log line does).
+        self.assert_ok("ALICE@example.COM  ", "alice-pw")
+        log = d.log()
+        self.assertEqual(log.count("result=ok proto=dovecot mech=PLAIN user=alice@example.com "
+                                   "service=smtp"), 4, log)
+        self.assertIn("result=ok proto=mux user=alice@example.com service=smtp", log)
+        # The attempt lines (the debug "auth: request" lines show the request
+        # as it came).
+        attempts = "\n".join(l for l in log.splitlines() if "auth: result=" in l)
+        self.assertEqual(attempts.count("user=alice@example.com service=smtp"), 5, attempts)
+        # One cache entry for alice's one name, not one per spelling: the
+        # first login checked the hash, the other four were cache hits.
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_entries"), 1, stats)
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_hits_total"), 4, stats)
+        self.assertEqual(log.count("cached=yes"), 4, log)
+        # `flush` with any spelling drops alice's entry.
+        self.assertEqual(control(ctl, "flush ALICE@EXAMPLE.COM"), "OK flushed 1\n")
+
+        # Wrong passwords under two spellings, from two addresses: one per-user
+        # counter with two failures, so a third address asking for a third
+        # spelling waits penalty × 2 = 1000 ms.  (The success from .1 cleared
+        # alice's counter; .11 to .13 never logged in.)
+        self.assertEqual(auth(conn, 11, "ALICE@EXAMPLE.COM", "wrong-1", "198.51.100.11"),
+                         "FAIL\t11\tuser=alice@example.com")
+        self.assertEqual(auth(conn, 12, "alice@example.com   ", "wrong-2", "198.51.100.12"),
+                         "FAIL\t12\tuser=alice@example.com")
+        self.assertEqual(auth(conn, 13, "aLiCe@example.com", "wrong-3", "198.51.100.13"),
+                         "FAIL\t13\tuser=alice@example.com")
+        log = d.log()
+        self.assertIn("auth: penalty rip=198.51.100.13 user=aLiCe@example.com ms=1000", log)
+        self.assertEqual(log.count('result=fail proto=dovecot mech=PLAIN user=alice@example.com '
+                                   'service=smtp realm= rip=198.51.100.1'), 3, log)
+
+        # A name that is nothing but spaces is nobody's, not an account.
+        self.assertTrue(auth(conn, 21, "   ", "alice-pw", "198.51.100.21").startswith("FAIL\t21"))
+        self.assertIn('rip=198.51.100.21 backend=- reason="unknown user"', d.log())
+        # Neither is a spelling that differs in more than case and trailing
+        # spaces, although the collation takes it for alice: the stored name
+        # (the preset's `user` column) says which account the row is.
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM users WHERE id = 'alicé@example.com'",
+                                      "mail"), [["1"]])
+        self.assertTrue(auth(conn, 22, "alicé@example.com", "alice-pw",
+                             "198.51.100.22").startswith("FAIL\t22"))
+        self.assertIn('rip=198.51.100.22 backend=- reason="unknown user"', d.log())
+        conn.close()
+        self.assertEqual(d.log().count("result=ok proto=dovecot"), 4)
+        self.assertNotIn("result=tempfail", d.log())
 
     def test_mailauth_user_schema_prints_and_applies_the_preset(self):
         self.db.sql(f"""

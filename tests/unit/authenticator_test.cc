@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <mutex>
 
 #include "backends/pwdfile/pwdfile_backend.h"
 #include "src/password/schemes.h"
@@ -270,6 +272,161 @@ TEST(Rehash, CompareAndSwapLeavesAChangedCredentialAlone) {
   EXPECT_EQ(r.status, backend::AccountStore::Status::NotFound);
   EXPECT_EQ(password::verify(b.lookup({"alice", "", "smtp", ""}).credential.stored.view(), "new"),
             password::Verdict::Match);
+}
+
+}  // namespace
+}  // namespace mailauth::auth
+
+// --- user names a store does not tell apart (issue 11, finding 10) -----------------
+
+namespace mailauth::auth {
+namespace {
+
+// A lookup backend over a store that compares names as MariaDB's _ci
+// collations do: its canonical_user() drops trailing spaces and lower-cases.
+class FoldingBackend final : public backend::Backend {
+ public:
+  FoldingBackend() : Backend("fake", "folding") {}
+  Kind kind() const override { return Kind::Lookup; }
+  std::string canonical_user(std::string_view user) const override {
+    while (!user.empty() && user.back() == ' ') user.remove_suffix(1);
+    std::string out(user);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  }
+  backend::LookupResult lookup(const backend::Query& q) override {
+    std::lock_guard lock(mutex);
+    asked.emplace_back(q.user);
+    backend::LookupResult r;
+    if (q.user != "alice@example.com") return r;
+    r.status = backend::Status::Found;
+    r.credential.stored = Secret("{PLAIN}alice-pw");
+    return r;
+  }
+  std::mutex mutex;
+  std::vector<std::string> asked;  // the names lookup() saw
+};
+
+std::shared_ptr<BackendChain> folding_chain(FoldingBackend** out, std::string pwdfile = "") {
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  if (!pwdfile.empty())
+    v.push_back(std::make_unique<backend::PwdfileBackend>("file", pwdfile, "CRYPT"));
+  auto b = std::make_unique<FoldingBackend>();
+  *out = b.get();
+  v.push_back(std::move(b));
+  return std::make_shared<BackendChain>(std::move(v));
+}
+
+const std::vector<std::string> kSpellings = {"alice@example.com", "ALICE@EXAMPLE.COM",
+                                             "alice@example.com   ", "Alice@Example.com "};
+
+TEST(CanonicalUser, TheChainAsksCachesAndAnswersUnderTheBackendsName) {
+  FoldingBackend* b = nullptr;
+  auto chain = folding_chain(&b);
+  CredentialCache cache({}, system_clock());
+  for (std::size_t i = 0; i < kSpellings.size(); ++i) {
+    AuthResult r = chain->check_password(request(kSpellings[i], "alice-pw"), &cache);
+    EXPECT_EQ(r.outcome, Outcome::Ok) << kSpellings[i];
+    EXPECT_EQ(r.user, "alice@example.com") << kSpellings[i];
+    EXPECT_EQ(r.cached, i > 0) << "one cache entry for every spelling: " << kSpellings[i];
+  }
+  EXPECT_EQ(cache.size(), 1u);
+  AuthResult r = chain->check_password(request("ALICE@example.com", "wrong"), &cache);
+  EXPECT_EQ(r.outcome, Outcome::Fail);
+  EXPECT_EQ(r.user, "alice@example.com");
+  r = chain->check_password(request("alice@example.com ", "wrong"), &cache);
+  EXPECT_TRUE(r.cached) << "the negative entry is shared too";
+  // The backend was only ever asked for the canonical name.
+  for (const auto& name : b->asked) EXPECT_EQ(name, "alice@example.com");
+
+  // A stored-credential lookup (CRAM-MD5, SCRAM) names the user the same way.
+  BackendChain::CredentialLookup l = chain->lookup_credential(request("ALICE@EXAMPLE.COM  ", ""));
+  EXPECT_EQ(l.outcome, Outcome::Ok);
+  EXPECT_EQ(l.user, "alice@example.com");
+
+  // Unknown: nobody decided, no canonical name.
+  r = chain->check_password(request("BOB@example.com", "x"));
+  EXPECT_EQ(r.reason, "unknown user");
+  EXPECT_EQ(r.user, "");
+}
+
+TEST(CanonicalUser, ANameThatFoldsToNothingIsNobodysAndTheBackendIsNotAsked) {
+  FoldingBackend* b = nullptr;
+  auto chain = folding_chain(&b);
+  for (const char* name : {"", " ", "     "}) {
+    AuthResult r = chain->check_password(request(name, "alice-pw"));
+    EXPECT_EQ(r.outcome, Outcome::Fail) << '"' << name << '"';
+    EXPECT_EQ(r.reason, "unknown user");
+    EXPECT_EQ(chain->lookup_credential(request(name, "")).unknown, true);
+  }
+  EXPECT_TRUE(b->asked.empty());
+  EXPECT_EQ(chain->policy_user("   "), "");
+}
+
+TEST(CanonicalUser, AnExactBackendKeepsItsSpellingAndThePolicyFoldsForEveryBackend) {
+  TempDir dir;
+  write_file(dir.file("p"), "Carol:{PLAIN}carol-pw\n");
+  FoldingBackend* b = nullptr;
+  auto chain = folding_chain(&b, dir.file("p"));
+  // pwdfile compares exactly: Carol is Carol, and carol is not in it.
+  AuthResult r = chain->check_password(request("Carol", "carol-pw"));
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_EQ(r.user, "Carol");
+  EXPECT_EQ(chain->check_password(request("carol", "carol-pw")).reason, "unknown user");
+  // Unknown to the pwdfile, alice's spellings reach the folding backend.
+  r = chain->check_password(request("ALICE@EXAMPLE.COM ", "alice-pw"));
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_EQ(r.backend, "folding");
+  EXPECT_EQ(r.user, "alice@example.com");
+  // The policy's name is known before any lookup, and folds what any
+  // backend folds.
+  for (const auto& name : kSpellings) EXPECT_EQ(chain->policy_user(name), "alice@example.com");
+  EXPECT_EQ(chain->policy_user("Carol"), "carol");
+  EXPECT_EQ(chain_of({dir.file("p")})->policy_user("Carol  "), "Carol  ");
+}
+
+TEST(CanonicalUser, FailuresUnderEverySpellingCountAgainstOnePolicyCounter) {
+  FoldingBackend* b = nullptr;
+  EpollLoop loop;
+  WorkerPool pool(loop, 2, 16);
+  config::Config cfg;
+  cfg.cache = config::CacheConfig{};
+  cfg.policy.trusted_networks.clear();
+  cfg.policy.penalty = std::chrono::milliseconds(1);  // counted, hardly waited for
+  Services services = make_services(cfg, Services{std::make_shared<Metrics>(), nullptr, nullptr},
+                                    system_clock());
+  Authenticator auth(loop, pool, folding_chain(&b), services);
+  int answered = 0;
+  std::vector<std::string> logged;
+  // One wrong password per spelling, each from its own address: only the
+  // per-user counter can join them.
+  for (std::size_t i = 0; i < kSpellings.size(); ++i) {
+    AuthRequest r = request(kSpellings[i], "wrong-" + std::to_string(i));
+    r.client_addr = "198.51.100." + std::to_string(i + 1);
+    auth.authenticate(std::move(r), [&](const AuthResult& res) {
+      EXPECT_EQ(res.outcome, Outcome::Fail);
+      EXPECT_EQ(res.user, "alice@example.com");
+      if (++answered == static_cast<int>(kSpellings.size())) loop.stop();
+    });
+  }
+  loop.run();
+  Policy& policy = *services.policy;
+  EXPECT_EQ(policy.tracked_users(), 1u) << "one counter for alice, not one per spelling";
+  EXPECT_EQ(policy.tracked_addresses(), kSpellings.size());
+  // Four failures: a fifth spelling from a fresh address waits base × 2^3.
+  Policy::Admission a =
+      policy.admit("198.51.100.99", auth.chain()->policy_user("aLiCe@example.com  "), false);
+  EXPECT_EQ(a.delay, std::chrono::milliseconds(8));
+  policy.release(a.address_key);
+  // A success under any spelling clears it.
+  AuthRequest ok = request("ALICE@example.com", "alice-pw");
+  ok.client_addr = "198.51.100.50";
+  auth.authenticate(std::move(ok), [&](const AuthResult& res) {
+    EXPECT_EQ(res.outcome, Outcome::Ok);
+    loop.stop();
+  });
+  loop.run();
+  EXPECT_EQ(policy.tracked_users(), 0u);
 }
 
 }  // namespace

@@ -311,7 +311,7 @@ TEST(MysqlConfig, UsersPresetSuppliesLookupAndWrites) {
   EXPECT_EQ(m.preset(), "users");
   EXPECT_FALSE(m.wants_scheme_prefix());
   EXPECT_EQ(statements(m, MysqlBackend::kLookup).at(0).sql,
-            "SELECT crypt, enabled FROM users WHERE id = ?");
+            "SELECT crypt, enabled, id AS user FROM users WHERE id = ?");
   EXPECT_EQ(statements(m, MysqlBackend::kInsert).at(0).params, "uNheddn");
   EXPECT_EQ(statements(m, MysqlBackend::kPassword).at(0).sql,
             "UPDATE users SET crypt = ?, clear = '' WHERE id = ?");
@@ -327,6 +327,32 @@ TEST(MysqlConfig, UsersPresetSuppliesLookupAndWrites) {
   EXPECT_EQ(m.settings().pool_size, 4u);
   EXPECT_EQ(m.settings().default_scheme, "CRYPT");
   EXPECT_EQ(o.password.view(), "pw");
+}
+
+TEST(MysqlConfig, NormalizeFoldsWhatACiCollationIgnores) {
+  // The default: "lower", as both presets' utf8mb4_general_ci compare.
+  for (const char* keys : {"schema = \"users\"\n", "schema = \"users\"\nnormalize = \"lower\"\n",
+                           "query = \"SELECT pw FROM t WHERE u = '%u'\"\n"}) {
+    auto b = make(base_config(std::string(kWhere) + keys));
+    EXPECT_EQ(b->canonical_user("ALICE@Example.COM"), "alice@example.com") << keys;
+    EXPECT_EQ(b->canonical_user("alice@example.com   "), "alice@example.com") << keys;
+    // Only what PAD SPACE and A-Z case folding ignore: leading spaces, tabs
+    // and other letters stay (the `user` column catches a collation's
+    // other matches).
+    EXPECT_EQ(b->canonical_user(" alice@example.com\t"), " alice@example.com\t") << keys;
+    EXPECT_EQ(b->canonical_user("\xC3\x89LODIE@x"), "\xC3\x89lodie@x") << keys;
+    EXPECT_EQ(b->canonical_user("   "), "") << keys;
+    EXPECT_EQ(b->canonical_user(""), "") << keys;
+  }
+  auto b = make(base_config(std::string(kWhere) + "schema = \"users\"\nnormalize = \"none\"\n"));
+  EXPECT_EQ(b->canonical_user("ALICE@example.com  "), "ALICE@example.com  ");
+  // Both presets return the row's stored name as `user`.
+  auto pfa = make(base_config(std::string(kWhere) + "schema = \"postfixadmin\"\n"));
+  EXPECT_EQ(statements(as_mysql(pfa), MysqlBackend::kLookup).at(0).sql,
+            "SELECT password, active AS enabled, username AS user FROM mailbox WHERE username = ?");
+  EXPECT_NE(config_error(std::string(kWhere) + "schema = \"users\"\nnormalize = \"upper\"\n")
+                .find("normalize"),
+            std::string::npos);
 }
 
 TEST(MysqlConfig, PostfixadminPresetWithOverridesOneByOne) {
