@@ -53,7 +53,7 @@ void EpollLoop::remove(int fd) {
   if (watches_.erase(fd) > 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
-EventLoop::TimerId EpollLoop::add_timer(std::chrono::milliseconds delay,
+EventLoop::TimerId EpollLoop::add_timer(Clock::duration delay,
                                         std::function<void()> callback) {
   const TimerId id = next_timer_++;
   const auto when = Clock::now() + delay;
@@ -87,12 +87,10 @@ void EpollLoop::stop() {
   [[maybe_unused]] ssize_t n = ::write(wakeup_.get(), &one, sizeof one);
 }
 
-int EpollLoop::next_timeout_ms() const {
-  if (timers_.empty()) return -1;
+std::optional<EventLoop::Clock::duration> EpollLoop::next_timeout() const {
+  if (timers_.empty()) return std::nullopt;
   const auto delta = timers_.begin()->first.first - Clock::now();
-  if (delta <= Clock::duration::zero()) return 0;
-  // Round up so a timer never fires early.
-  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(delta).count());
+  return delta <= Clock::duration::zero() ? Clock::duration::zero() : delta;
 }
 
 void EpollLoop::run_timers() {
@@ -126,7 +124,27 @@ void EpollLoop::run() {
       std::lock_guard lock(posted_mutex_);
       if (stopping_) return;
     }
-    const int n = epoll_wait(epoll_.get(), events, 64, next_timeout_ms());
+    const auto timeout = next_timeout();
+    int n;
+    if (precise_) {
+      timespec ts{};
+      if (timeout) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout).count();
+        ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+      }
+      n = epoll_pwait2(epoll_.get(), events, 64, timeout ? &ts : nullptr, nullptr);
+      if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: millisecond timeouts
+        precise_ = false;
+        continue;
+      }
+    } else {
+      // Rounded up so a timer never fires early.
+      n = epoll_wait(epoll_.get(), events, 64,
+                     timeout ? static_cast<int>(
+                                   std::chrono::ceil<std::chrono::milliseconds>(*timeout).count())
+                             : -1);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       fail("epoll_wait");

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -49,7 +50,9 @@ class EventLoop {
   virtual void remove(int fd) = 0;
 
   // A one-shot timer; a zero delay runs after the current round of events.
-  virtual TimerId add_timer(std::chrono::milliseconds delay, std::function<void()> callback) = 0;
+  // Precise to the microsecond where the kernel allows (answer-time
+  // equalisation depends on it); never early.
+  virtual TimerId add_timer(Clock::duration delay, std::function<void()> callback) = 0;
   virtual void cancel_timer(TimerId id) = 0;  // unknown or fired ids are ignored
 
   // Any thread: run `fn` on the loop thread soon.
@@ -71,7 +74,7 @@ class EpollLoop final : public EventLoop {
   void add(int fd, uint32_t events, FdCallback callback) override;
   void modify(int fd, uint32_t events) override;
   void remove(int fd) override;
-  TimerId add_timer(std::chrono::milliseconds delay, std::function<void()> callback) override;
+  TimerId add_timer(Clock::duration delay, std::function<void()> callback) override;
   void cancel_timer(TimerId id) override;
   void post(std::function<void()> fn) override;
   Clock::time_point now() const override { return Clock::now(); }
@@ -89,7 +92,8 @@ class EpollLoop final : public EventLoop {
   };
   void run_timers();
   void run_posted();
-  int next_timeout_ms() const;
+  // Until the next timer: nullopt for none.
+  std::optional<Clock::duration> next_timeout() const;
 
   UniqueFd epoll_;
   UniqueFd wakeup_;  // eventfd for post()/stop()
@@ -103,6 +107,7 @@ class EpollLoop final : public EventLoop {
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_;
   bool stopping_ = false;  // guarded by posted_mutex_
+  bool precise_ = true;    // epoll_pwait2 (nanosecond timeouts) is available
 };
 
 }  // namespace mailauth

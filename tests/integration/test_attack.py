@@ -259,26 +259,34 @@ path = "{passwd}"
             }
             for user, password in (kinds[k](-1) for k in kinds):  # warm up (fills the cache)
                 ask(user, password)
-            times = {k: [] for k in kinds}
-            order = list(kinds)
-            shuffle = random.Random(7)
-            for k in range(self.SAMPLES):
-                shuffle.shuffle(order)  # no kind always follows another
-                for kind in order:
-                    times[kind].append(ask(*kinds[kind](k)))
-            base = times["fresh wrong password"]
-            base_median = statistics.median(base)
-            for kind, sample in times.items():
-                if kind == "fresh wrong password":
-                    continue
-                with self.subTest(protocol=name, kind=kind):
+            # Six comparisons at p = 0.01 on a shared machine: identical
+            # distributions fail one about 6 % of the time.  A failing
+            # protocol is sampled once more, and only failing twice counts
+            # (a real leak, such as the negative cache's D = 1.0, fails both).
+            for attempt in (1, 2):
+                failures = []
+                times = {k: [] for k in kinds}
+                order = list(kinds)
+                shuffle = random.Random(7 + attempt)
+                for k in range(self.SAMPLES):
+                    shuffle.shuffle(order)  # no kind always follows another
+                    for kind in order:
+                        times[kind].append(ask(*kinds[kind](k + attempt * self.SAMPLES)))
+                base = times["fresh wrong password"]
+                base_median = statistics.median(base)
+                for kind, sample in times.items():
+                    if kind == "fresh wrong password":
+                        continue
                     median = statistics.median(sample)
                     d, p = ks_2samp(base, sample)
                     detail = (f"{kind}: median {median * 1000:.2f} ms vs {base_median * 1000:.2f} ms "
                               f"for a fresh wrong password; KS D={d:.3f} p={p:.4f}")
-                    print(f"\n{name}: {detail}")
-                    self.assertLess(abs(median - base_median) / base_median, 0.10, detail)
-                    self.assertGreater(p, 0.01, detail)
+                    print(f"\n{name} (sample {attempt}): {detail}")
+                    if abs(median - base_median) / base_median >= 0.10 or p <= 0.01:
+                        failures.append(detail)
+                if not failures:
+                    break
+            self.assertEqual(failures, [], f"{name}: answer times tell kinds of \"no\" apart")
         conn.close()
 
 

@@ -80,7 +80,7 @@ class SimLoop final : public EventLoop {
   void add(int fd, uint32_t events, FdCallback callback) override;
   void modify(int fd, uint32_t events) override;
   void remove(int fd) override;
-  TimerId add_timer(std::chrono::milliseconds delay, std::function<void()> callback) override;
+  TimerId add_timer(Clock::duration delay, std::function<void()> callback) override;
   void cancel_timer(TimerId id) override;
   void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
   Clock::time_point now() const override { return now_; }

@@ -61,7 +61,7 @@ void SimLoop::modify(int fd, uint32_t events) {
 
 void SimLoop::remove(int fd) { watches_.erase(fd); }
 
-EventLoop::TimerId SimLoop::add_timer(std::chrono::milliseconds delay,
+EventLoop::TimerId SimLoop::add_timer(Clock::duration delay,
                                       std::function<void()> callback) {
   const TimerId id = next_timer_++;
   const auto when = now_ + delay;
