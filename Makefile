@@ -56,14 +56,14 @@ check: test-deps
 	$(MAKE) check-asan
 
 check-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	scripts/ctest-no-skip.sh $(BUILD) --output-on-failure -j $(JOBS)
 
 check-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMAILAUTH_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS)
+	  scripts/ctest-no-skip.sh $(ASAN_BUILD) --output-on-failure -j $(JOBS)
 
 # Where threads meet (event loop, worker pool, authenticator, cache, policy):
 # the unit tests and the simulator under ThreadSanitizer.
@@ -71,8 +71,8 @@ check-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAILAUTH_TSAN=ON \
 	  -DSIM_SESSIONS=20000 $(CMAKE_ARGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target unit_tests mailauth-sim
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -L 'unit|sim'
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  scripts/ctest-no-skip.sh $(TSAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|sim'
 
 # Soak: the simulator on new seeds for SIM_SECONDS (make sim SIM_SECONDS=3600).
 sim: build
