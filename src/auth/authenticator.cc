@@ -113,8 +113,9 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       // must not serve a request the backend now refuses.
       if (std::string why = b->refusal(q); !why.empty()) return {Outcome::Fail, b->name(), why};
       if (b->kind() == backend::Backend::Kind::VerifyOnly) {
-        // Nothing stored to fingerprint: entries live for the TTL or until flushed.
-        const CredentialCache::Scope scope{b->name(), user, request.service, ""};
+        // Nothing stored to fingerprint: only recent successes are cached
+        // (verify_only_ttl), and a failure is always PAM's answer of now.
+        const CredentialCache::Scope scope{b->name(), user, request.service, "", true};
         if (cache != nullptr) {
           const auto hit = cache->lookup(scope, pw);
           if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace mailauth::auth {
@@ -73,7 +74,10 @@ CredentialCache::Hit CredentialCache::lookup(const Scope& scope, std::string_vie
 }
 
 void CredentialCache::store(const Scope& scope, std::string_view password, bool positive) {
-  const auto ttl = positive ? options_.ttl : options_.negative_ttl;
+  if (scope.verify_only && !positive) return;  // see the header: a new password works at once
+  const auto ttl = !positive           ? options_.negative_ttl
+                   : scope.verify_only ? std::min(options_.ttl, options_.verify_only_ttl)
+                                       : options_.ttl;
   if (ttl.count() <= 0) return;
   const TimePoint now = clock_();
   put(mac({"entry", scope.backend, scope.user, scope.service, scope.stored}),

@@ -3,12 +3,19 @@
 // LRU), with separate TTLs for successes and failures.
 //
 // It never holds a password: an entry stores BLAKE2b(key = a per-process
-// random key, message = entry key ‖ password).  And it never serves an old
-// password after a change: the entry key includes a fingerprint of the
-// stored credential the backend returned, so a changed hash (pwdfile
-// rewrite, SQL UPDATE) misses the cache.  Verify-only backends (PAM) have no
-// stored credential: their entries live for the TTL or until flushed
-// (mailauth-user and `flush USER` on the control socket do that).
+// random key, message = entry key ‖ password).  An entry answers only the
+// password it was stored for; another password presented is a miss.
+//
+// It never serves an old password after a change of a stored credential:
+// the entry key includes a fingerprint of the credential the backend
+// returned, so a changed hash (pwdfile rewrite, SQL UPDATE) misses the cache.
+// Verify-only backends (PAM) have no stored credential, so a change is
+// invisible here.  For them (Scope::verify_only) only successes are kept,
+// for at most verify_only_ttl (default 30 s, whatever `ttl` says), one entry
+// per user and service: the next success with another password replaces it,
+// and failures are never cached (a new password works at once).  So an old
+// PAM password keeps working for at most verify_only_ttl after a change, or
+// until flushed (mailauth-user and `flush USER` on the control socket).
 //
 // Optional stale window (stale_ttl, off by default): while a backend cannot
 // answer, a success younger than stale_ttl for the same user, service and
@@ -41,18 +48,22 @@ class CredentialCache {
     std::chrono::milliseconds ttl{60'000};
     std::chrono::milliseconds negative_ttl{10'000};
     std::chrono::milliseconds stale_ttl{0};
+    std::chrono::milliseconds verify_only_ttl{30'000};  // caps ttl for verify-only scopes
   };
   enum class Hit { Miss, Positive, Negative };
 
   CredentialCache(Options options, Clock clock);
 
   // `scope` identifies what the answer depends on: backend name, user,
-  // service, realm, and the stored credential (its bytes; hashed here).
+  // service and the stored credential (its bytes; hashed here).  There is no
+  // realm field: a realm reaches a backend as part of `user` (login@realm,
+  // join_realm) or through a query (%r), and then through `stored`.
   struct Scope {
     std::string_view backend;
     std::string_view user;
     std::string_view service;
-    std::string_view stored;  // empty for verify-only backends
+    std::string_view stored;   // empty for verify-only backends
+    bool verify_only = false;  // no stored credential: successes only, verify_only_ttl
   };
   Hit lookup(const Scope& scope, std::string_view password);
   void store(const Scope& scope, std::string_view password, bool positive);

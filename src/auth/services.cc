@@ -12,9 +12,11 @@ Services make_services(const config::Config& cfg, const Services& current, Clock
     o.ttl = cfg.cache->ttl;
     o.negative_ttl = cfg.cache->negative_ttl;
     o.stale_ttl = cfg.cache->stale_ttl;
+    o.verify_only_ttl = cfg.cache->verify_only_ttl;
     const CredentialCache* cur = current.cache.get();
     if (cur != nullptr && cur->options().capacity == o.capacity && cur->options().ttl == o.ttl &&
-        cur->options().negative_ttl == o.negative_ttl && cur->options().stale_ttl == o.stale_ttl)
+        cur->options().negative_ttl == o.negative_ttl && cur->options().stale_ttl == o.stale_ttl &&
+        cur->options().verify_only_ttl == o.verify_only_ttl)
       next.cache = current.cache;
     else
       next.cache = std::make_shared<CredentialCache>(o, clock);

@@ -271,6 +271,9 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
     c.ttl = s.get_duration("ttl", std::chrono::seconds(60));
     c.negative_ttl = s.get_duration("negative_ttl", std::chrono::seconds(10));
     c.stale_ttl = s.get_duration("stale_ttl", std::chrono::seconds(0));
+    c.verify_only_ttl = s.get_duration("verify_only_ttl", std::chrono::seconds(30));
+    if (c.verify_only_ttl > std::chrono::seconds(60))
+      s.fail("verify_only_ttl", "must be at most 60s: PAM cannot tell the cache a password changed");
     c.size = static_cast<std::size_t>(s.get_int("size", 10000, 16, 10'000'000));
     s.reject_unknown_keys();
     cfg.cache = c;

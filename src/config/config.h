@@ -125,6 +125,7 @@ struct CacheConfig {
   std::chrono::milliseconds ttl{60'000};
   std::chrono::milliseconds negative_ttl{10'000};
   std::chrono::milliseconds stale_ttl{0};
+  std::chrono::milliseconds verify_only_ttl{30'000};  // PAM: successes only, capped
   std::size_t size = 10000;
 };
 

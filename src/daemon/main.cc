@@ -40,8 +40,11 @@ of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauth
   -r               look users up as login@realm when a realm is sent
   -n N             worker threads (default 5)
   -c               credential cache on (keyed on the stored credential, so a
-                   changed password never hits an old entry)
-  -t SECONDS       cache TTL (default 28800, as saslauthd)
+                   changed password never hits an old entry; with -a pam
+                   there is no stored credential: only successes are cached,
+                   30 s at most, so an old PAM password works for at most
+                   30 s after a change)
+  -t SECONDS       cache TTL (default 28800, as saslauthd; PAM: 30 s at most)
   -s KILOBYTES     cache size
   -d               debug: foreground, log to stderr at debug level
   -l, -V           accepted and ignored (accept lock, verbose)
@@ -80,7 +83,9 @@ Protocols:
 
 Cache, policy, control:
   [cache]          remembers recent answers as keyed hashes (never
-                   passwords); a changed stored credential misses it.
+                   passwords); a changed stored credential misses it.  PAM
+                   (no stored credential): successes only, for
+                   verify_only_ttl (default 30 s, at most 60 s).
   [policy]         escalating per-address and per-user penalties after
                    failures (timers, capped), a cap on requests in flight per
                    address; loopback and no-penalty requests exempt.

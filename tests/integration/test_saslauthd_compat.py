@@ -123,6 +123,46 @@ class SaslauthdCompatTest(DaemonTestCase):
             os.setuid(uid)
         return drop
 
+    def test_pam_cache_never_holds_a_changed_password(self):
+        """Issue 12 item 1: `-a pam -c` (saslauthd's -t 28800 default) used to
+        keep PAM answers for 8 hours: a failure for the password the admin
+        was about to set kept that password failing, and the old one kept
+        working.  Now PAM successes only are cached, 30 s at most, and a
+        success with another password replaces the entry."""
+        proc = self.start_foreground("-a", "pam", "-c", "-m", self.rundir, "-O", self.path("pam.d"),
+                                     "-d")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), r.stderr)
+        r = self.run_testsaslauthd("-u", "alice", "-p", "n3w-pw", "-s", "imap")
+        self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE))
+        # The admin changes alice's password (pam_pwdfile reads the file anew).
+        with open(self.users) as f:
+            lines = f.read().splitlines()
+        lines[0] = "alice:" + mkpasswd("n3w-pw", "sha512crypt")
+        self.write("users", "\n".join(lines) + "\n")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "n3w-pw", "-s", "imap")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE),
+                         "the new password failed from a cached failure")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "n3w-pw", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE))
+        r = self.run_testsaslauthd("-u", "alice", "-p", "alice-pw", "-s", "smtp")
+        self.assertEqual((r.returncode, r.stdout.strip()), (255, NO_LINE),
+                         "the old password was answered from the cache")
+        r = self.run_testsaslauthd("-u", "alice", "-p", "n3w-pw", "-s", "smtp")
+        self.assertEqual(r.returncode, 0)
+        proc.terminate()
+        proc.wait(timeout=10)
+        self.started.remove(proc.pid)
+        with open(self.path("argv.log"), errors="replace") as f:
+            log = f.read()
+        attempts = [l for l in log.splitlines() if "result=" in l and "user=alice" in l]
+        self.assertEqual(len(attempts), 6, log)
+        # Only the last login was a cache hit; every failure asked PAM.
+        self.assertEqual([("cached=yes" in l) for l in attempts],
+                         [False, False, False, False, False, True], log)
+        self.assertNotIn("alice-pw", log)
+        self.assertNotIn("n3w-pw", log)
+
     def test_pam_form_is_not_a_root_pam_oracle(self):
         """Issue 11: `-a pam -m DIR` stays root and used to pass the client's
         service to pam_start, with DIR created 0755 and the socket 0777: any

@@ -31,6 +31,7 @@ struct Account {
     std::string password;
     std::uint64_t from = 0;
     std::uint64_t until = UINT64_MAX;
+    std::chrono::steady_clock::time_point until_at = std::chrono::steady_clock::time_point::max();  // loop time of the change
   };
   std::vector<Version> versions;
   bool disabled = false;
@@ -76,6 +77,7 @@ struct DovecotReq {
   bool poisoned = false;  // the client sent junk for it: it can never be OK
   bool stray = false;     // a CONT for an id not in flight: expects FAIL "timed out"
   std::uint64_t sent = 0;
+  std::chrono::steady_clock::time_point sent_at;
   std::uint32_t epoch = 0;  // which use of the id (see Client::epoch_now)
 };
 
@@ -108,6 +110,7 @@ struct Client {
   bool mux_complete = false;  // the whole request went out: a reply or a close must come
   bool mux_replied = false;
   std::uint64_t mux_sent = 0;
+  std::chrono::steady_clock::time_point mux_sent_at;
   bool done = false;
 };
 
@@ -171,16 +174,25 @@ struct World {
     throw Violation(o.str());
   }
 
-  // Whether `password` was `user`'s enabled password at some moment in
-  // [from, to] (steps).
+  // Whether an OK for `password` is allowed for a request sent at step
+  // `from` (loop time `sent_at`) and answered at step `to`: the password was
+  // the user's enabled password at some moment in [from, to].  For a
+  // verify-only (PAM) account the cache may also serve a success stored up
+  // to verify_only_ttl before: a password that stopped being right less
+  // than kMaxVerifyOnlyTtl before the request was sent (issue 12 item 1).
   bool was_right(const std::string& user, const std::string& password, std::uint64_t from,
-                 std::uint64_t to) const {
+                 std::uint64_t to, std::chrono::steady_clock::time_point sent_at) const {
     auto it = accounts.find(user);
     if (it == accounts.end() || it->second.disabled) return false;
-    for (const auto& v : it->second.versions)
-      if (v.password == password && v.from <= to && v.until >= from) return true;
+    for (const auto& v : it->second.versions) {
+      if (v.password != password || v.from > to) continue;
+      if (v.until >= from) return true;
+      if (it->second.verify_only && v.until_at + kMaxVerifyOnlyTtl >= sent_at) return true;
+    }
     return false;
   }
+  static constexpr std::chrono::milliseconds kMaxVerifyOnlyTtl{500};
+  std::optional<config::CacheConfig> cache_config;
 
   // -- backends -------------------------------------------------------------
   // A fault drawn for one backend call: temporary failure, or an exception
@@ -207,13 +219,18 @@ struct World {
   // A configuration the daemon could reload into.
   void reload() {
     config::Config cfg;
-    if (rng.chance(60)) {
+    if (cache_config && rng.chance(50)) {
+      cfg.cache = cache_config;  // unchanged settings: make_services keeps the cache and its entries
+    } else if (rng.chance(60)) {
       config::CacheConfig cc;
       cc.size = 1 + rng.below(32);
       cc.ttl = std::chrono::milliseconds(100 + rng.below(5000));
       cc.negative_ttl = std::chrono::milliseconds(rng.below(3000));
+      cc.verify_only_ttl =
+          std::chrono::milliseconds(rng.below(static_cast<std::uint64_t>(kMaxVerifyOnlyTtl.count()) + 1));
       cfg.cache = cc;
     }
+    cache_config = cfg.cache;
     cfg.policy.enabled = rng.chance(60);
     cfg.policy.penalty = std::chrono::milliseconds(rng.below(300));
     cfg.policy.max_penalty = std::chrono::milliseconds(1000);
@@ -247,11 +264,13 @@ struct World {
   config::MuxConfig mux_config;
 
   void change_password() {
-    // Lookup-backend accounts only: verify-only backends have no stored
-    // credential to key a cache on (see issue 12 for their cache rule).
-    const char* names[] = {"alice", "bob", "carol"};
-    Account& a = accounts[names[rng.below(3)]];
+    // paula is served by the verify-only backend: her cache entries are not
+    // keyed on a credential, so was_right allows her old password for up to
+    // verify_only_ttl after the change, and no longer.
+    const char* names[] = {"alice", "bob", "carol", "paula"};
+    Account& a = accounts[names[rng.below(4)]];
     a.versions.back().until = step;
+    a.versions.back().until_at = loop.now();
     a.versions.push_back({"pw" + std::to_string(rng.below(4)), step, UINT64_MAX});
     trace("password change");
   }
@@ -431,7 +450,7 @@ struct World {
       bool fits;
       if (f[0] == "OK") {
         fits = !it->stray && has_user && user == it->user &&
-               was_right(it->user, it->password, it->sent, step);
+               was_right(it->user, it->password, it->sent, step, it->sent_at);
       } else {
         if (it->stray) fits = !has_user;
         else fits = it->poisoned || !has_user || user == it->user;
@@ -466,6 +485,7 @@ struct World {
     s.stray = true;
     s.waiting = false;
     s.sent = step;
+    s.sent_at = loop.now();
     s.epoch = c.epoch_now[id];
     c.reqs[id].push_back(s);
   }
@@ -518,6 +538,7 @@ struct World {
       static const char* mechs[] = {"PLAIN", "PLAIN-NOIR", "LOGIN", "CRAM-MD5"};
       r.mech = mechs[rng.below(4)];
       r.sent = step;
+      r.sent_at = loop.now();
       std::string line = "AUTH\t" + std::to_string(r.id) + "\t" +
                          (r.mech == "PLAIN-NOIR" ? std::string("PLAIN") : r.mech) + "\tservice=smtp";
       if (rng.chance(70)) line += "\trip=10.0.0." + std::to_string(rng.below(3));
@@ -586,6 +607,7 @@ struct World {
     if (rng.chance(50)) frame += counted("10.0.0." + std::to_string(rng.below(3)) + ";25");
     c.mux_expect = true;
     c.mux_sent = step;
+    c.mux_sent_at = loop.now();
     ++report.requests;
     if (rng.chance(10)) {
       // Cut anywhere; hang up once it is written.
@@ -607,7 +629,7 @@ struct World {
     if (!c.mux_expect) violation(c, "a mux reply to no complete request: " + text);
     c.mux_replied = true;
     if (text == "OK") {
-      if (!was_right(c.mux_user, c.mux_password, c.mux_sent, step))
+      if (!was_right(c.mux_user, c.mux_password, c.mux_sent, step, c.mux_sent_at))
         violation(c, "mux OK for user " + c.mux_user + " with password " + c.mux_password);
       ++report.ok_answers;
     } else if (text.rfind("NO", 0) != 0) {

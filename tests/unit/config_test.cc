@@ -45,6 +45,17 @@ TEST(Config, MinimalConfigHasDefaults) {
   EXPECT_EQ(c.backends[0].name, "pwdfile");
 }
 
+TEST(Config, VerifyOnlyTtlDefaultsTo30sAndIsCappedAt60s) {
+  Config c = load_string(std::string(kMinimal) + "[cache]\nttl = \"8h\"\n", "test.conf");
+  ASSERT_TRUE(c.cache);
+  EXPECT_EQ(c.cache->verify_only_ttl, std::chrono::seconds(30));
+  c = load_string(std::string(kMinimal) + "[cache]\nverify_only_ttl = \"1m\"\n", "test.conf");
+  EXPECT_EQ(c.cache->verify_only_ttl, std::chrono::seconds(60));
+  EXPECT_EQ(error_of(std::string(kMinimal) + "[cache]\nverify_only_ttl = \"61s\"\n"),
+            "test.conf:8: key 'cache.verify_only_ttl': must be at most 60s: PAM cannot tell the "
+            "cache a password changed");
+}
+
 TEST(Config, FullDaemonAndSaslauthdTables) {
   Config c = load_string(R"([daemon]
 user = "mailauth"

@@ -217,6 +217,54 @@ TEST_F(PamTest, TheChainRefusesBeforeItsCache) {
   EXPECT_FALSE(stack_ran());
 }
 
+// Issue 12 item 1: PAM answers cannot be keyed on a stored credential, so a
+// password change is invisible to the cache.  With saslauthd's `-c -t 28800`
+// settings: only successes are kept, for verify_only_ttl (<= 60 s), and a
+// success for one password is never an answer for another.
+TEST_F(PamTest, TheCacheKeepsOnlyRecentSuccessesOfAVerifyOnlyBackend) {
+  auth::ManualClock clock;
+  auth::CredentialCache::Options o;
+  o.ttl = std::chrono::seconds(28800);  // saslauthd -c -t 28800
+  o.negative_ttl = std::chrono::seconds(28800);
+  auth::CredentialCache cache(o, clock.clock());
+  ASSERT_LE(cache.options().verify_only_ttl, std::chrono::seconds(60));
+  std::vector<std::unique_ptr<Backend>> v;
+  v.push_back(std::make_unique<PamBackend>("pam", "", dir_.file("pam.d"), true, 1));
+  auth::BackendChain chain(std::move(v));
+  auto login = [&](const char* pw) {
+    auth::AuthRequest r;
+    r.protocol = "mux";
+    r.user = "alice";
+    r.service = "smtp";
+    r.password = Secret(pw);
+    return chain.check_password(r, &cache);
+  };
+  EXPECT_EQ(login("s3cret").outcome, auth::Outcome::Ok);
+  auto r = login("s3cret");
+  EXPECT_EQ(r.outcome, auth::Outcome::Ok);
+  EXPECT_TRUE(r.cached) << "a recent success is answered from the cache";
+  // A wrong password, twice: PAM is asked both times (no negative entry),
+  // so this password works the moment the admin sets it.
+  EXPECT_EQ(login("n3w").outcome, auth::Outcome::Fail);
+  r = login("n3w");
+  EXPECT_EQ(r.outcome, auth::Outcome::Fail);
+  EXPECT_FALSE(r.cached) << "failures of a verify-only backend are not cached";
+  write_file(dir_.file("users"), "alice:" + password::hash("sha512-crypt", "n3w") + "\n");
+  r = login("n3w");
+  EXPECT_EQ(r.outcome, auth::Outcome::Ok) << r.reason;
+  EXPECT_FALSE(r.cached);
+  // The success for the new password replaced the old one's entry.
+  r = login("s3cret");
+  EXPECT_EQ(r.outcome, auth::Outcome::Fail);
+  EXPECT_FALSE(r.cached);
+  EXPECT_TRUE(login("n3w").cached);
+  // And no success outlives verify_only_ttl, whatever ttl says.
+  clock.advance(cache.options().verify_only_ttl + std::chrono::seconds(1));
+  r = login("n3w");
+  EXPECT_EQ(r.outcome, auth::Outcome::Ok);
+  EXPECT_FALSE(r.cached) << "expired after verify_only_ttl";
+}
+
 TEST_F(PamTest, TheServicesKeyIsChecked) {
   EXPECT_EQ(config_error("services = \"smtp\"\n"), "");  // one string is a list of one
   EXPECT_EQ(config_error("services = [\"smtp\", \"IMAP\"]\n"), "");
