@@ -14,6 +14,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,17 +72,41 @@ void daemonize() {
   if (::chdir("/") != 0) { /* nothing relative is used after start-up */ }
 }
 
-// Writes "PID\n" to a file and removes it again on destruction.
+// Writes "PID\n" to DIR/NAME and removes it again on destruction.
+//
+// The directory is opened first (before the daemon detaches, so that a
+// refusal reaches the terminal) without following a final symlink, and
+// refused when another user could plant or replace files in it: group or
+// others may write it, or it belongs to a user who is neither root nor us.
+// Everything after that goes through the directory's descriptor.
 class PidFile {
  public:
-  explicit PidFile(std::string path) : path_(std::move(path)) {
-    if (path_.empty()) return;
-    // Written whole, then renamed, so a reader never sees a half-written file.
-    // Created afresh (O_EXCL, O_NOFOLLOW): a symlink planted at the
-    // temporary name is replaced, never written through, even as root.
-    const std::string tmp = path_ + ".tmp";
-    ::unlink(tmp.c_str());
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  PidFile() = default;
+  PidFile(const std::string& dir, std::string name) : name_(std::move(name)) {
+    dir_ = UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {};
+    if (!dir_ || ::fstat(dir_.get(), &st) != 0)
+      throw std::runtime_error("cannot open " + dir + " for the PID file: " + std::strerror(errno));
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid())) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      throw std::runtime_error("refusing to write " + name_ + " in " + dir + ": another user can " +
+                               "write there (mode " + mode + ", owner uid " +
+                               std::to_string(st.st_uid) + "); make it owned by root, mode 0710 " +
+                               "or 0755");
+    }
+    display_ = dir + "/" + name_;
+  }
+  // Written whole, then renamed, so a reader never sees a half-written file.
+  // Created afresh (O_EXCL, O_NOFOLLOW): a symlink planted at the temporary
+  // name is replaced, never written through, even as root; rename replaces
+  // a symlink at the final name itself.
+  void write() {
+    if (!dir_) return;
+    const std::string tmp = name_ + ".tmp";
+    ::unlinkat(dir_.get(), tmp.c_str(), 0);
+    const int fd = ::openat(dir_.get(), tmp.c_str(),
+                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "w");
     if (f == nullptr && fd >= 0) ::close(fd);
     bool ok = f != nullptr;
@@ -89,21 +114,26 @@ class PidFile {
       ok = std::fprintf(f, "%d\n", static_cast<int>(::getpid())) >= 0;
       ok = std::fclose(f) == 0 && ok;
     }
-    if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+    if (!ok || ::renameat(dir_.get(), tmp.c_str(), dir_.get(), name_.c_str()) != 0) {
       const int err = errno;
-      if (!ok) ::unlink(tmp.c_str());
-      log::warning("cannot write " + path_ + ": " + std::strerror(err));
-      path_.clear();
+      if (!ok) ::unlinkat(dir_.get(), tmp.c_str(), 0);
+      log::warning("cannot write " + display_ + ": " + std::strerror(err));
+      dir_.reset();
+      return;
     }
+    written_ = true;
   }
   ~PidFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
+    if (written_) ::unlinkat(dir_.get(), name_.c_str(), 0);
   }
   PidFile(const PidFile&) = delete;
   PidFile& operator=(const PidFile&) = delete;
 
  private:
-  std::string path_;
+  UniqueFd dir_;
+  std::string name_;
+  std::string display_;
+  bool written_ = false;
 };
 
 class Daemon {
@@ -140,10 +170,12 @@ class Daemon {
     for (const auto& [name, fd] : activated)
       log::warning("systemd passed a socket named '" + name + "' that no configured listener uses");
 
-    if (!opt_.foreground && !under_systemd()) daemonize();
     // In the saslauthd-compatible form, DIR/saslauthd.pid as saslauthd writes
     // it, so that init scripts written for saslauthd can stop us.
-    PidFile pidfile(opt_.saslauthd ? opt_.saslauthd->dir + "/saslauthd.pid" : std::string());
+    std::optional<PidFile> pidfile;
+    if (opt_.saslauthd) pidfile.emplace(opt_.saslauthd->dir, "saslauthd.pid");
+    if (!opt_.foreground && !under_systemd()) daemonize();
+    if (pidfile) pidfile->write();
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
     check_not_root();
 

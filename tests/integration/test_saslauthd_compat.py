@@ -107,6 +107,46 @@ class SaslauthdCompatTest(DaemonTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.rundir, "mux")))
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_pid_file_is_never_written_through_a_symlink(self):
+        """Issue 12 item 9: the PID file used to be fopen()ed as root at
+        DIR/saslauthd.pid.tmp, following a symlink planted there."""
+        victims = {}
+        for i, name in enumerate(("saslauthd.pid.tmp", "saslauthd.pid")):
+            victim = self.write(f"victim{i}", "precious\n")
+            os.symlink(victim, os.path.join(self.rundir, name))
+            victims[name] = victim
+        r = subprocess.run([MAILAUTHD, "-a", "pam", "-m", self.rundir, "-O", self.path("pam.d")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pidfile = os.path.join(self.rundir, "saslauthd.pid")
+        deadline = time.monotonic() + 15
+        while os.path.islink(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertFalse(os.path.islink(pidfile), "the symlink at saslauthd.pid is still there")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.started.append(pid)
+        for victim in victims.values():
+            with open(victim) as f:
+                self.assertEqual(f.read(), "precious\n")
+        self.assertFalse(os.path.lexists(os.path.join(self.rundir, "saslauthd.pid.tmp")))
+        self.stop_pid(pid)
+        self.assertFalse(os.path.lexists(pidfile))
+
+    def test_pid_file_directory_writable_by_others_is_refused(self):
+        """Issue 12 item 9: in a directory another user can write, they can
+        plant what the daemon (root) then writes through or replaces."""
+        for mode in (0o777, 0o1777, 0o775):
+            os.chmod(self.rundir, mode)
+            r = subprocess.run([MAILAUTHD, "-a", "pam", "-m", self.rundir, "-O", self.path("pam.d")],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1, (oct(mode), r.stdout, r.stderr))
+            self.assertIn(f"refusing to write saslauthd.pid in {self.rundir}: another user can write "
+                          f"there (mode {mode:04o}", r.stderr)
+            # Nothing left behind: no PID file, no socket.
+            self.assertEqual(os.listdir(self.rundir), [], oct(mode))
+        os.chmod(self.rundir, 0o755)
+
     def start_foreground(self, *args):
         log = open(self.path("argv.log"), "ab")
         proc = subprocess.Popen([MAILAUTHD, *args], stdout=log, stderr=log)
