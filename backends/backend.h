@@ -27,11 +27,13 @@
 // the client (Dovecot's OK user=…).
 //
 // Threads: lookup() and verify() are called concurrently from worker threads
-// and may block (disk, network).  Construction happens on the main thread and
+// and may block (disk, network); lookup_now() is called on the event loop
+// thread, concurrently with them, and never blocks.  Construction happens on the main thread and
 // may throw config::ConfigError.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -154,6 +156,16 @@ class Backend {
 
   // Lookup backends: the stored credential of `query.user`.
   virtual LookupResult lookup(const Query& query) = 0;
+
+  // The same answer as lookup(), when it can be given at once from memory:
+  // called on the event loop thread, so it must not block (no disk read, no
+  // network, no lock held by a blocking call).  nullopt: ask lookup() on a
+  // worker.  The default, for backends whose lookup blocks (mysql, shadow),
+  // is always nullopt.
+  virtual std::optional<LookupResult> lookup_now(const Query& query) {
+    (void)query;
+    return std::nullopt;
+  }
 
   // Verify-only backends override this.  The default, for lookup backends,
   // is never called by the chain.

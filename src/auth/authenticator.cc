@@ -180,6 +180,70 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
   }
 }
 
+std::optional<AuthResult> BackendChain::check_password_now(const AuthRequest& request,
+                                                           CredentialCache* cache,
+                                                           bool uncosted_ok) const {
+  // The same walk as check_password(), giving up (nullopt) at the first step
+  // that would block or cost a real hash; see the header.
+  try {
+    backend::Query q{request.user, request.realm, request.service, request.client_addr};
+    const std::string_view pw = request.password.view();
+    for (const auto& b : backends_) {
+      const std::string user = b->canonical_user(request.user);
+      if (user.empty()) continue;
+      q.user = user;
+      if (std::string why = b->refusal(q); !why.empty())
+        return AuthResult{Outcome::Fail, b->name(), why};
+      if (b->kind() == backend::Backend::Kind::VerifyOnly) {
+        // Only a cached success can be answered without calling PAM.
+        const CredentialCache::Scope scope{b->name(), user, request.service, "", true};
+        if (cache != nullptr && cache->lookup(scope, pw) == CredentialCache::Hit::Positive)
+          return cached_answer(CredentialCache::Hit::Positive, b->name(), user);
+        return std::nullopt;
+      }
+      std::optional<backend::LookupResult> r = b->lookup_now(q);
+      if (!r) return std::nullopt;
+      if (r->status == backend::Status::TempFail)
+        return temp_failure(request, user, cache, b->name(), r->reason);
+      if (r->status == backend::Status::Unknown) continue;
+      const auto& cred = r->credential;
+      const CredentialCache::Scope scope{b->name(), user, request.service, cred.stored.view()};
+      if (cache != nullptr && !cred.disabled) {
+        const auto hit = cache->lookup(scope, pw);
+        if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);
+      }
+      const bool cheap = password::is_cheap(cred.stored.view(), cred.default_scheme);
+      if (cred.disabled) {
+        AuthResult no = decided(Outcome::Fail, b->name(),
+                                cred.disabled_reason.empty() ? "account disabled"
+                                                             : cred.disabled_reason,
+                                user);
+        if (cheap) {
+          (void)password::verify(cred.stored.view(), pw, cred.default_scheme);  // same cost
+        } else {
+          if (!uncosted_ok) return std::nullopt;
+          no.costed = false;  // held back to a real check's time, on a timer
+        }
+        return no;
+      }
+      // A hash on the loop would stall every other client; a rehash writes.
+      if (!cheap) return std::nullopt;
+      if (!b->rehash_scheme().empty() && b->accounts() != nullptr) return std::nullopt;
+      const password::Verdict verdict = password::verify(cred.stored.view(), pw, cred.default_scheme);
+      if (verdict == password::Verdict::Invalid) return std::nullopt;  // the worker reports it
+      if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
+      if (verdict == password::Verdict::Match) return decided(Outcome::Ok, b->name(), "", user);
+      return decided(Outcome::Fail, b->name(), "wrong password", user);
+    }
+    if (!uncosted_ok) return std::nullopt;  // the worker checks the decoy
+    AuthResult unknown{Outcome::Fail, "-", "unknown user", true};
+    unknown.costed = false;
+    return unknown;
+  } catch (const std::exception&) {
+    return std::nullopt;  // the worker's check_password() reports it
+  }
+}
+
 // Rehash-on-login: the password is known to be right, so the stored hash
 // can be upgraded to the backend's `rehash` scheme.  Compare-and-swap: only
 // if the stored value is still the one just verified.  The row is the one
@@ -426,6 +490,19 @@ void Authenticator::run_check(const std::shared_ptr<Attempt>& a) {
   if (a->request.dead()) return finish(a, abandoned_result());
   // Unknown users are answered on a timer once real checks have been timed.
   const bool decoy = recent_count_ == 0;
+  // What needs no blocking work — a cache hit, a cheap scheme from memory, a
+  // "no" that answer() holds back anyway — is answered here, without a
+  // worker round trip.  After this event (a zero timer, no thread, no
+  // syscall): `done` never runs inside authenticate().
+  if (std::optional<AuthResult> now =
+          a->chain->check_password_now(a->request, a->services.cache.get(), !decoy)) {
+    if (now->outcome == Outcome::Fail) now->password_tag = password_tag(a->request.password.view());
+    a->request.password.clear();
+    if (a->services.metrics != nullptr) a->services.metrics->answered_on_loop();
+    loop_.add_timer(EventLoop::Clock::duration::zero(),
+                    [this, a, result = std::move(*now)]() mutable { answer(a, std::move(result)); });
+    return;
+  }
   const bool queued = executor_.submit(
       [this, a, decoy]() -> Executor::Continuation {
         // Worker thread.

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,6 +56,18 @@ class BackendChain {
   // authenticator holds it back on a timer instead.
   AuthResult check_password(const AuthRequest& request, CredentialCache* cache = nullptr,
                             bool decoy = true) const;
+
+  // Event loop thread: check_password()'s answer when it needs no blocking
+  // work, else nullopt (then run check_password() on a worker).  It answers
+  // when every backend it must ask answers from memory
+  // (Backend::lookup_now()) and the answer is a cache hit, a check of a
+  // cheap scheme (password::is_cheap: plaintext, digests), a refusal, or a
+  // "no" marked not costed (an unknown user, a disabled account with a real
+  // hash) that the authenticator holds back on a timer — the latter only
+  // with `uncosted_ok`, else the worker checks a decoy.  Never a crypt or
+  // Argon2 hash, a PAM call or a rehash on the loop.  Never throws.
+  std::optional<AuthResult> check_password_now(const AuthRequest& request,
+                                               CredentialCache* cache, bool uncosted_ok) const;
 
   // For mechanisms that need the stored credential (CRAM-MD5, SCRAM): the
   // first lookup backend that knows the user answers.  Verify-only backends

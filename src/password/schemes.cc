@@ -183,6 +183,34 @@ Verdict verify(std::string_view stored, std::string_view password,
   return verify_prefixed(p, password);
 }
 
+bool is_cheap(std::string_view stored, std::string_view default_scheme) {
+  if (stored.empty()) return false;
+  std::optional<Prefixed> p = split_prefix(stored);
+  if (!p) {
+    const std::string def = upper(default_scheme);
+    if (def == "CRYPT") return false;
+    Prefixed bare;
+    bare.name = def;
+    bare.data = stored;
+    p = bare;
+  }
+  const SchemeDef* def = find_scheme(p->name);
+  if (def == nullptr || p->bad_suffix) return false;
+  switch (def->family) {
+    case Family::Plain:
+    case Family::PlainTrunc:
+    case Family::Digest:
+    case Family::SaltedDigest:
+    case Family::CramMd5: return true;
+    case Family::Md5Auto: return p->data.rfind("$1$", 0) != 0;  // not MD5-crypt
+    case Family::Crypt:
+    case Family::Argon2:
+    case Family::Pbkdf2:
+    case Family::Scram: return false;
+  }
+  return false;
+}
+
 std::string scheme_of(std::string_view stored, std::string_view default_scheme) {
   if (auto p = split_prefix(stored)) return find_scheme(p->name) ? p->name : "UNKNOWN";
   if (upper(default_scheme) != "CRYPT") return upper(default_scheme);

@@ -36,6 +36,12 @@ enum class Verdict {
 Verdict verify(std::string_view stored, std::string_view password,
                std::string_view default_scheme = "CRYPT");
 
+// True when verifying against `stored` costs about a microsecond: plaintext
+// forms and single (salted) digests ({PLAIN}, {SSHA512}, {CRAM-MD5}, …).
+// Only such a verify() may run on the event loop.  Any crypt(3), Argon2,
+// PBKDF2 or SCRAM value, and anything malformed or unknown, is not cheap.
+bool is_cheap(std::string_view stored, std::string_view default_scheme = "CRYPT");
+
 // The scheme a stored value uses, upper case, for log lines ("ARGON2ID",
 // "SHA512-CRYPT", "PLAIN", …) or "UNKNOWN".  Never returns any part of the hash.
 std::string scheme_of(std::string_view stored, std::string_view default_scheme = "CRYPT");

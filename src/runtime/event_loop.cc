@@ -70,10 +70,16 @@ void EpollLoop::cancel_timer(TimerId id) {
 }
 
 void EpollLoop::post(std::function<void()> fn) {
+  bool first;
   {
     std::lock_guard lock(posted_mutex_);
+    first = posted_.empty();
     posted_.push_back(std::move(fn));
   }
+  // One wake-up per batch: if the queue was not empty, a wake-up for it is
+  // already pending (run_posted() reads the eventfd before it takes the
+  // queue, so a post after that read finds the queue empty and writes).
+  if (!first) return;
   const std::uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wakeup_.get(), &one, sizeof one);
 }

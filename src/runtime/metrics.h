@@ -31,6 +31,9 @@ class Metrics {
   // cancelled, timed out or disconnected: dropped, never delivered.
   void abandoned() { ++abandoned_; }
   unsigned long long abandoned_count() const { return abandoned_; }
+  // An attempt answered without a worker round trip (cache hit, cheap
+  // scheme, held-back "no": BackendChain::check_password_now).
+  void answered_on_loop() { ++on_loop_; }
 
   std::atomic<unsigned long long> cache_hits{0};
   std::atomic<unsigned long long> cache_misses{0};
@@ -57,7 +60,7 @@ class Metrics {
   std::map<std::string, double> sum_;
   std::map<std::string, unsigned long long> count_;
   unsigned long long reloads_ok_ = 0, reloads_failed_ = 0, penalized_ = 0, refused_in_flight_ = 0,
-                     abandoned_ = 0;
+                     abandoned_ = 0, on_loop_ = 0;
   double penalty_seconds_ = 0;
   std::chrono::steady_clock::time_point started_;
 };
