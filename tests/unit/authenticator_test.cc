@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <mutex>
 
 #include "backends/pwdfile/pwdfile_backend.h"
@@ -427,6 +429,190 @@ TEST(CanonicalUser, FailuresUnderEverySpellingCountAgainstOnePolicyCounter) {
   });
   loop.run();
   EXPECT_EQ(policy.tracked_users(), 0u);
+}
+
+
+// --- The loop-thread path (issue 13) ---------------------------------------
+
+// A lookup backend over a map that can answer from memory, counting how it
+// was asked.
+class MemoryBackend final : public backend::Backend {
+ public:
+  explicit MemoryBackend(std::map<std::string, std::string> users, bool immediate = true)
+      : Backend("memory", "memory"), users_(std::move(users)), immediate_(immediate) {}
+  Kind kind() const override { return Kind::Lookup; }
+  backend::LookupResult lookup(const backend::Query& q) override {
+    ++lookups;
+    return find(q);
+  }
+  std::optional<backend::LookupResult> lookup_now(const backend::Query& q) override {
+    if (!immediate_) return std::nullopt;
+    ++lookups_now;
+    return find(q);
+  }
+  std::atomic<int> lookups{0};
+  int lookups_now = 0;
+
+ private:
+  backend::LookupResult find(const backend::Query& q) const {
+    backend::LookupResult r;
+    auto it = users_.find(std::string(q.user));
+    if (it == users_.end()) return r;
+    r.status = backend::Status::Found;
+    r.credential.stored = Secret(it->second.rfind("!", 0) == 0 ? it->second.substr(1) : it->second);
+    r.credential.disabled = it->second.rfind("!", 0) == 0;
+    return r;
+  }
+  std::map<std::string, std::string> users_;
+  bool immediate_;
+};
+
+// The worker pool, counting what reaches it.
+class CountingExecutor final : public Executor {
+ public:
+  explicit CountingExecutor(Executor& inner) : inner_(inner) {}
+  bool submit(Job job, Continuation if_thrown) override {
+    ++submitted;
+    return inner_.submit(std::move(job), std::move(if_thrown));
+  }
+  int submitted = 0;
+
+ private:
+  Executor& inner_;
+};
+
+struct LoopPathFixture {
+  explicit LoopPathFixture(std::vector<std::unique_ptr<backend::Backend>> backends,
+                           bool cache = false)
+      : pool(loop, 2, 64), counting(pool) {
+    Services s;
+    s.metrics = std::make_shared<Metrics>();
+    if (cache) s.cache = std::make_shared<CredentialCache>(CredentialCache::Options{}, system_clock());
+    auth = std::make_unique<Authenticator>(
+        loop, counting, std::make_shared<BackendChain>(std::move(backends), Secret("{PLAIN}decoy"), "PLAIN"),
+        s);
+  }
+  // One attempt, run to its answer; `sync` says whether done() ran inside
+  // authenticate() (it must not).
+  AuthResult run(const std::string& user, const std::string& password) {
+    AuthResult got;
+    bool answered = false;
+    auth->authenticate(request(user, password), [&](const AuthResult& r) {
+      got = r;
+      answered = true;
+      loop.stop();
+    });
+    EXPECT_FALSE(answered) << "done() ran inside authenticate()";
+    loop.run();
+    EXPECT_TRUE(answered);
+    return got;
+  }
+  EpollLoop loop;
+  WorkerPool pool;
+  CountingExecutor counting;
+  std::unique_ptr<Authenticator> auth;
+};
+
+TEST(LoopPath, CheapSchemesAndCacheHitsNeverReachAWorker) {
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  auto* mem = new MemoryBackend(std::map<std::string, std::string>{
+      {"alice", "{PLAIN}pw"}, {"carol", password::hash("sha256-crypt", "carol-pw")}});
+  v.emplace_back(mem);
+  LoopPathFixture f(std::move(v), /*cache=*/true);
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.run("alice", "nope").outcome, Outcome::Fail);
+  EXPECT_EQ(f.counting.submitted, 0) << "{PLAIN} went to a worker";
+  // A real hash: the first check on a worker, the repeat from the cache on the loop.
+  AuthResult r = f.run("carol", "carol-pw");
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_FALSE(r.cached);
+  EXPECT_EQ(f.counting.submitted, 1);
+  r = f.run("carol", "carol-pw");
+  EXPECT_EQ(r.outcome, Outcome::Ok);
+  EXPECT_TRUE(r.cached);
+  EXPECT_EQ(f.counting.submitted, 1) << "a cache hit went to a worker";
+  // A wrong password against the real hash: the worker, then the negative cache.
+  EXPECT_EQ(f.run("carol", "guess").outcome, Outcome::Fail);
+  EXPECT_EQ(f.counting.submitted, 2);
+  r = f.run("carol", "guess");
+  EXPECT_EQ(r.outcome, Outcome::Fail);
+  EXPECT_TRUE(r.cached);
+  EXPECT_EQ(f.counting.submitted, 2);
+  EXPECT_EQ(mem->lookups.load(), 2) << "the worker is asked only when the loop cannot answer";
+}
+
+TEST(LoopPath, UnknownUsersGoToTheDecoyUntilARealCheckWasTimed) {
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  v.push_back(std::make_unique<MemoryBackend>(std::map<std::string, std::string>{
+      {"carol", password::hash("sha256-crypt", "carol-pw")}, {"dave", "!{PLAIN}dave-pw"},
+      {"erin", "!" + password::hash("sha256-crypt", "erin-pw")}}));
+  LoopPathFixture f(std::move(v));
+  AuthResult r = f.run("nobody", "pw");
+  EXPECT_TRUE(r.unknown_user);
+  EXPECT_TRUE(r.costed) << "no sample yet: the decoy is checked on a worker";
+  EXPECT_EQ(f.counting.submitted, 1);
+  EXPECT_EQ(f.run("carol", "carol-pw").outcome, Outcome::Ok);  // a timed real check
+  EXPECT_EQ(f.counting.submitted, 2);
+  r = f.run("nobody", "pw");
+  EXPECT_EQ(r.outcome, Outcome::Fail);
+  EXPECT_TRUE(r.unknown_user);
+  EXPECT_FALSE(r.costed) << "held back on a timer instead of a worker";
+  EXPECT_EQ(f.counting.submitted, 2);
+  // Disabled accounts: a cheap scheme is checked (same cost) on the loop,
+  // a real hash becomes a held-back no, never a hash on the loop.
+  r = f.run("dave", "dave-pw");
+  EXPECT_EQ(r.outcome, Outcome::Fail);
+  EXPECT_TRUE(r.costed);
+  r = f.run("erin", "erin-pw");
+  EXPECT_EQ(r.outcome, Outcome::Fail);
+  EXPECT_FALSE(r.costed);
+  EXPECT_EQ(f.counting.submitted, 2);
+}
+
+TEST(LoopPath, ABackendThatWouldBlockSendsTheWholeCheckToAWorker) {
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  using Users = std::map<std::string, std::string>;
+  auto* first = new MemoryBackend(Users{{"alice", "{PLAIN}pw"}});
+  auto* second = new MemoryBackend(Users{{"bob", "{PLAIN}bob-pw"}}, /*immediate=*/false);
+  v.emplace_back(first);
+  v.emplace_back(second);
+  LoopPathFixture f(std::move(v));
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.counting.submitted, 0);
+  // bob is not in the first backend; the second cannot answer from memory.
+  EXPECT_EQ(f.run("bob", "bob-pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.counting.submitted, 1);
+  EXPECT_EQ(second->lookups.load(), 1);
+}
+
+TEST(LoopPath, ARehashIsNeverDoneOnTheLoop) {
+  TempDir dir;
+  write_file(dir.file("a"), "alice:{PLAIN}pw\n");
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  v.push_back(std::make_unique<backend::PwdfileBackend>("file", dir.file("a"), "CRYPT"));
+  v.back()->set_rehash_scheme("sha256-crypt");
+  LoopPathFixture f(std::move(v));
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.counting.submitted, 1);
+  std::ifstream in(dir.file("a"));
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(password::scheme_of(line.substr(6)), "SHA256-CRYPT") << "rehashed on the worker";
+}
+
+TEST(Schemes, OnlyMicrosecondSchemesAreCheap) {
+  EXPECT_TRUE(password::is_cheap("{PLAIN}x"));
+  EXPECT_TRUE(password::is_cheap("{CLEAR.B64}eA=="));
+  EXPECT_TRUE(password::is_cheap(password::hash("ssha512", "x")));
+  EXPECT_TRUE(password::is_cheap("{MD5}" "XrY7u+Ae7tCTyyK7j1rNww=="));
+  EXPECT_TRUE(password::is_cheap("x", "PLAIN"));
+  EXPECT_FALSE(password::is_cheap("{MD5}$1$salt$hash"));
+  EXPECT_FALSE(password::is_cheap(password::hash("sha256-crypt", "x")));
+  EXPECT_FALSE(password::is_cheap("{CRYPT}$5$abc$def"));
+  EXPECT_FALSE(password::is_cheap(password::hash("scram-sha-256", "x")));
+  EXPECT_FALSE(password::is_cheap("{NO-SUCH-SCHEME}x"));
+  EXPECT_FALSE(password::is_cheap(""));
+  EXPECT_FALSE(password::is_cheap("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
 }
 
 }  // namespace
