@@ -420,10 +420,21 @@ LookupResult MysqlBackend::lookup(const Query& query) {
     }
     mysql::Result r;
     mysql::SqlError e;
-    if (lease->execute(index_of(kLookup, 0), t, values, 1, &r, &e)) {
+    // Two rows at most: one more than an answer can use, to tell it is not one.
+    if (lease->execute(index_of(kLookup, 0), t, values, 2, &r, &e)) {
       lease.release();
       note_success();
       if (r.rows.empty()) return {backend::Status::Unknown, {}, {}};
+      if (r.rows.size() > 1) {
+        // A query that selects by %n alone matches namesakes in other
+        // domains; a table without a unique key may hold a name twice.
+        // Taking the first row would check the password against whichever
+        // row the server returns first.  Not Unknown either (no falling
+        // through): a temporary failure, until the query or the data is fixed.
+        warn_ambiguous(query.user);
+        return {backend::Status::TempFail, {},
+                "ambiguous: the lookup returned more than one row for this user"};
+      }
       LookupResult out;
       out.status = backend::Status::Found;
       out.credential.default_scheme = settings_.default_scheme;
@@ -467,6 +478,18 @@ void MysqlBackend::warn_no_credential(std::string_view user) {
   }
   log::warning("config problem: mysql " + name() + ": user " + log::sanitize(user) +
                " has a NULL or empty stored credential; this user cannot log in until one is set");
+}
+
+void MysqlBackend::warn_ambiguous(std::string_view user) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (ambiguous_.size() >= 10000 || !ambiguous_.emplace(user).second) return;
+  }
+  log::error("config problem: mysql " + name() + ": the lookup for user " + log::sanitize(user) +
+             " is ambiguous: the query returned more than one row (" +
+             log::sanitize(settings_.statements[kLookup].front().sql, 1024) +
+             "); this user gets a temporary failure until the query selects one row (use %u, or "
+             "%n and %d) or the duplicate is removed");
 }
 
 std::string MysqlBackend::check() {

@@ -40,6 +40,12 @@
 // What a lookup answers:
 //   - no row: Unknown (the next backend is asked);
 //   - a row: Found, with the first column as the stored credential;
+//   - more than one row (a query by %n alone, namesakes in two domains):
+//     TempFail, "ambiguous", logged once per user as a configuration
+//     problem.  Never the first row's password, and never Unknown (the next
+//     backend is not asked): a temporary failure is not counted against the
+//     client (fail2ban, the brute-force policy) for the operator's mistake;
+//     the mail client retries, and the log says what to fix;
 //   - a result column named `enabled` (after the first; write `active AS
 //     enabled`) is the account flag: NULL, 0, or anything that is not a
 //     non-zero number or yes/true/on marks the account disabled: Found and
@@ -159,6 +165,7 @@ class MysqlBackend final : public Backend, public AccountStore {
   void note_failure(const std::string& reason);
   void note_success();
   void warn_no_credential(std::string_view user);
+  void warn_ambiguous(std::string_view user);
 
   const Settings settings_;
   std::size_t first_[kOpCount]{};  // statement id of each op's first template
@@ -166,6 +173,7 @@ class MysqlBackend final : public Backend, public AccountStore {
   std::atomic<bool> failing_{false};
   std::mutex state_mutex_;
   std::set<std::string, std::less<>> warned_;  // users logged for a missing credential
+  std::set<std::string, std::less<>> ambiguous_;  // users logged for more than one row
 };
 
 }  // namespace mailauth::backend

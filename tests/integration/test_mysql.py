@@ -299,6 +299,43 @@ failure_delay = "0s"
         self.assertEqual(d.log().count("user nullpw@example.com has a NULL"), 1)
         self.assertNotIn("result=ok proto=mux user=nullpw", d.log())
 
+    def test_several_rows_for_one_login_are_an_error_not_a_pick(self):
+        """A lookup that matches two rows (a %n-only query, namesakes in two
+        domains) is ambiguous: a temporary failure with a log line that says
+        so, never the first row's password, and never the next backend."""
+        self.db.sql(f"""
+DROP TABLE IF EXISTS namesakes;
+CREATE TABLE namesakes (login varchar(64) NOT NULL, domain varchar(64) NOT NULL,
+  crypt varchar(255) NULL, PRIMARY KEY (login, domain));
+INSERT INTO namesakes VALUES
+  ('sam', 'a.example', {sql_str(mkpasswd("sam-a-pw"))}),
+  ('sam', 'b.example', {sql_str(mkpasswd("sam-b-pw"))}),
+  ('solo', 'a.example', {sql_str(mkpasswd("solo-pw"))});
+""", "mailauth_writes")
+        passwd = self.write("namesakes.passwd", "sam:" + mkpasswd("sam-file-pw") + "\n")
+        d = self.start(self.mysql("query = \"SELECT crypt FROM namesakes WHERE login = '%n'\"",
+                                  database="mailauth_writes")
+                       + f'\n[[backend]]\ntype = "pwdfile"\npath = "{passwd}"\n')
+        self.assert_ok("solo", "solo-pw")
+        # Neither namesake's password, nor the next backend's, logs sam in.
+        for pw in ("sam-a-pw", "sam-b-pw", "sam-file-pw", "wrong"):
+            self.assert_tempfail("sam", pw)
+        log = d.log()
+        self.assertIn('result=tempfail proto=mux user=sam service=smtp realm= rip= backend=mysql '
+                      'reason="ambiguous: the lookup returned more than one row for this user"',
+                      log)
+        self.assertEqual(log.count("mysql mysql: the lookup for user sam is ambiguous"), 1, log)
+        self.assertNotIn("result=ok proto=mux user=sam", log)
+        self.assertNotIn("database unavailable", log)
+        # mailauth-user sees the same: neither show nor verify picks a row.
+        conf = self.write("namesakes.conf", self.config(self.mysql(
+            "query = \"SELECT crypt FROM namesakes WHERE login = '%n'\"",
+            database="mailauth_writes")))
+        r = subprocess.run([MAILAUTH_USER, "--config", conf, "verify", "sam", "--password-stdin"],
+                           input="sam-a-pw\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("ambiguous", r.stderr)
+
     # --- faults ----------------------------------------------------------------
 
     def test_outage_is_a_temporary_failure_and_recovery_needs_no_restart(self):
