@@ -6,8 +6,14 @@
 //   hosts = ["db1:3306", "db2"]   tried in order (failover), default port 3306;
 //   socket = "/run/mysqld/…"      or a UNIX socket instead (exactly one of the two)
 //   user, database                required
-//   password | password_file      the file is read once at start (and on
-//                                 SIGHUP), surrounding whitespace trimmed
+//   password | password_file      the file is read at start (as root, before
+//                                 the privilege drop) and again on SIGHUP,
+//                                 surrounding whitespace trimmed.  A reload
+//                                 that may no longer read it (0600 root)
+//                                 keeps what was read from the same path
+//                                 before, with a warning; a path not read
+//                                 before must be readable by the daemon's
+//                                 user or group
 //   schema = "users" | "postfixadmin"   a preset: lookup and write statements
 //   query                         the lookup (required without schema); any
 //                                 preset statement can be overridden one by one:

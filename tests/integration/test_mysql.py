@@ -336,6 +336,44 @@ INSERT INTO namesakes VALUES
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
         self.assertIn("ambiguous", r.stderr)
 
+    def test_root_only_password_file_survives_a_reload_after_the_privilege_drop(self):
+        """Started as root with [daemon] user = nobody and a 0600 root-only
+        password_file: the secret is read before the drop, and a reload
+        (SIGHUP) by the unprivileged daemon, which can no longer open the
+        file, keeps it (with a log line) instead of failing."""
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the daemon must start as root and drop to nobody")
+        os.chmod(self.tmp, 0o755)  # nobody reads the config (at reload) below here
+        self.assertEqual(os.stat(self.secret).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(self.secret).st_uid, 0)
+        d = self.start(self.mysql('schema = "users"'),
+                       daemon_extra='user = "nobody"\ngroup = "nogroup"')
+        self.assertIn("running as user nobody", d.log())
+        self.assert_ok("alice@example.com", "alice-pw")
+        tail = d.reload()
+        self.assertIn("reload: done", tail)
+        self.assertNotIn("reload failed", tail)
+        self.assertIn(f"password_file {self.secret} cannot be read now (Permission denied); "
+                      "keeping the password read from it before", tail)
+        # The new configuration is in use, with the password read at start-up.
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_no("alice@example.com", "wrong")
+        self.assertNotIn("result=tempfail", d.log())
+        self.assertNotIn(DB_PASSWORD, d.log())
+        # A second reload: still the same.
+        self.assertIn("reload: done", d.reload())
+        self.assert_ok("alice@example.com", "alice-pw")
+        # A new path is a new secret: one that cannot be read fails the reload
+        # (the running configuration stays).
+        other = self.write("other.secret", DB_PASSWORD + "\n", 0o600)
+        d.write_config(self.config(self.mysql('schema = "users"').replace(self.secret, other),
+                                   daemon_extra='user = "nobody"\ngroup = "nogroup"'))
+        tail = d.reload()
+        self.assertIn("reload failed", tail)
+        self.assertIn(f"cannot read {other}: Permission denied", tail)
+        self.assertIn("readable by the daemon's user or group", tail)
+        self.assert_ok("alice@example.com", "alice-pw")
+
     # --- faults ----------------------------------------------------------------
 
     def test_outage_is_a_temporary_failure_and_recovery_needs_no_restart(self):
