@@ -374,6 +374,84 @@ INSERT INTO namesakes VALUES
         self.assertIn("readable by the daemon's user or group", tail)
         self.assert_ok("alice@example.com", "alice-pw")
 
+    def test_import_counts_updates_and_keeps_scheme_prefixes_for_postfixadmin(self):
+        """mailauth-user import into PostfixAdmin's table: pre-hashed values
+        are stored in the preset's form ({SCHEME}$…, as PostfixAdmin and
+        Dovecot read them) and verify through mailauthd, mailauth-user and
+        doveadm; a second import with --update reports updates, not adds."""
+        dbname = "mailauth_import_pfa"
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS {dbname}; CREATE DATABASE {dbname};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {dbname}.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+        self.db.load_file(SCHEMA_POSTFIXADMIN, dbname)
+        backend = self.mysql('schema = "postfixadmin"', database=dbname)
+        conf = self.write("import-pfa.conf", self.config(backend))
+
+        def user(*args, password=None):
+            return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=password,
+                                  capture_output=True, text=True, timeout=120)
+
+        def stored(name):
+            return self.db.rows(f"SELECT password FROM mailbox WHERE username = '{name}'",
+                                dbname)[0][0]
+
+        first = {
+            "sha@example.org": ("sha-pw", doveadm_pw("SHA512-CRYPT", "sha-pw")),
+            "blf@example.org": ("blf-pw", doveadm_pw("BLF-CRYPT", "blf-pw")),
+            "bare@example.org": ("bare-pw", mkpasswd("bare-pw", "sha512crypt")),
+            "plain@example.org": ("plain-pw", "plain-pw"),
+        }
+        self.assertTrue(first["sha@example.org"][1].startswith("{SHA512-CRYPT}$6$"))
+        self.assertTrue(first["blf@example.org"][1].startswith("{BLF-CRYPT}$2"))
+        src = self.write("import-pfa.txt", "".join(f"{u}:{v}\n" for u, (_, v) in first.items()))
+        r = user("import", src, "--scheme", "sha512-crypt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 4 added, 0 updated, 0 skipped", r.stderr)
+        self.assertEqual(stored("sha@example.org"), first["sha@example.org"][1])
+        self.assertEqual(stored("blf@example.org"), first["blf@example.org"][1])
+        # A bare crypt string gets the prefix PostfixAdmin's table needs.
+        self.assertEqual(stored("bare@example.org"), "{CRYPT}" + first["bare@example.org"][1])
+        self.assertTrue(stored("plain@example.org").startswith("{CRYPT}$6$"))
+        self.start(backend)
+        for name, (pw, _) in first.items():
+            with self.subTest(user=name):
+                self.assertTrue(stored(name).startswith("{"), stored(name))
+                self.assert_ok(name, pw)
+                self.assert_no(name, pw + "x")
+                r = user("verify", name, "--password-stdin", password=pw + "\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = subprocess.run([which("doveadm"), "pw", "-t", stored(name), "-p", pw],
+                                   capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Again, with new passwords: without --update all are skipped; with
+        # it all are updated (none added).
+        second = {
+            "sha@example.org": ("sha-pw2", doveadm_pw("SHA512-CRYPT", "sha-pw2")),
+            "blf@example.org": ("blf-pw2", doveadm_pw("BLF-CRYPT", "blf-pw2")),
+            "bare@example.org": ("bare-pw2", mkpasswd("bare-pw2", "sha512crypt")),
+            "plain@example.org": ("plain-pw2", "plain-pw2"),
+        }
+        src = self.write("import-pfa2.txt", "".join(f"{u}:{v}\n" for u, (_, v) in second.items())
+                         + "new@example.org:new-pw\n")
+        r = user("import", src, "--scheme", "sha512-crypt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 1 added, 0 updated, 4 skipped", r.stderr)
+        self.db.sql("DELETE FROM mailbox WHERE username = 'new@example.org'; "
+                    "DELETE FROM alias WHERE address = 'new@example.org'", dbname)
+        r = user("import", src, "--scheme", "sha512-crypt", "--update")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 1 added, 4 updated, 0 skipped", r.stderr)
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM mailbox", dbname), [["5"]])
+        self.assertEqual(stored("bare@example.org"), "{CRYPT}" + second["bare@example.org"][1])
+        for name, (pw, _) in second.items():
+            with self.subTest(user=name, round=2):
+                self.assertTrue(stored(name).startswith("{"), stored(name))
+                self.assert_ok(name, pw)
+                self.assert_no(name, first[name][0])
+                r = user("verify", name, "--password-stdin", password=pw + "\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+
     # --- faults ----------------------------------------------------------------
 
     def test_outage_is_a_temporary_failure_and_recovery_needs_no_restart(self):
