@@ -277,6 +277,36 @@ path = "{passwd or self.passwd}"
         self.assertEqual(d2.stop(signal.SIGINT), 0)
         self.assertFalse(os.path.exists(self.sock))
 
+    def test_stale_cache_answers_are_counted(self):
+        """[cache] stale_ttl: while the backend cannot answer, a recent success
+        is served from the cache, and mailauth_cache_stale_served_total
+        counts each such answer (and nothing else)."""
+        from harness import control, prometheus_value
+        ctl = self.path("run/control")
+        d = self.start(extra_daemon=f'control_socket = "{ctl}"',
+                       extra_mux='\n[cache]\nttl = "60s"\nstale_ttl = "600s"\n')
+        self.assert_ok("alice", "alice-pw")
+        self.assert_ok("alice", "alice-pw")  # a fresh hit, not a stale one
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_hits_total"), 1, stats)
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 0, stats)
+        os.rename(self.passwd, self.passwd + ".away")  # the backend cannot answer
+        self.assert_ok("alice", "alice-pw")
+        self.assert_ok("alice", "alice-pw")
+        r = self.mailauth_test("-f", self.sock, "-u", "alice", "-p", "wrong")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # never a stale "yes" for it
+        r = self.mailauth_test("-f", self.sock, "-u", "bob", "-p", "bob pw with spaces")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # no recent success for bob
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 2, stats)
+        # Not hits: the hit ratio is about fresh answers.
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_hits_total"), 1, stats)
+        self.assertEqual(d.log().count("accepted from the cache within stale_ttl"), 2)
+        os.rename(self.passwd + ".away", self.passwd)
+        self.assert_ok("alice", "alice-pw")
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 2, stats)
+
     def test_socket_mode_and_stale_socket(self):
         # A stale socket file from a crashed daemon is replaced.
         os.makedirs(os.path.dirname(self.sock), exist_ok=True)
