@@ -277,6 +277,44 @@ path = "{passwd or self.passwd}"
         self.assertEqual(d2.stop(signal.SIGINT), 0)
         self.assertFalse(os.path.exists(self.sock))
 
+    def test_sigterm_removes_the_sockets_after_dropping_privileges(self):
+        """Started as root with [daemon] user = nobody: the sockets' directory,
+        created by mailauthd, belongs to nobody, so the unprivileged daemon
+        still removes its sockets at SIGTERM.  In an existing directory nobody
+        may not write, they are left behind with a log line, and the next
+        start replaces them."""
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the daemon must start as root and drop to nobody")
+        import pwd
+        os.chmod(self.tmp, 0o755)
+        control_sock = self.path("run/control")
+        run_as = f'user = "nobody"\ngroup = "nogroup"\ncontrol_socket = "{control_sock}"'
+        d = self.start(extra_daemon=run_as)
+        self.assertIn("running as user nobody", d.log())
+        self.assertEqual(os.stat(self.path("run")).st_uid, pwd.getpwnam("nobody").pw_uid)
+        self.assert_ok("alice", "alice-pw")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.assertFalse(os.path.exists(self.sock), os.listdir(self.path("run")))
+        self.assertFalse(os.path.exists(control_sock), os.listdir(self.path("run")))
+        self.assertNotIn("left behind", d.log())
+
+        # A root-owned directory that nobody may not write to.
+        self.sock = self.path("rootdir/mux")
+        os.makedirs(self.path("rootdir"), 0o755)
+        control_sock = self.path("rootdir/control")
+        run_as = f'user = "nobody"\ngroup = "nogroup"\ncontrol_socket = "{control_sock}"'
+        d = self.daemon(self.config(extra_daemon=run_as), name="rootdir", socket_path=self.sock)
+        self.assert_ok("alice", "alice-pw")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        log = d.log()
+        for path in (self.sock, control_sock):
+            self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode), path)
+            self.assertIn(f"socket {path} left behind: user nobody cannot remove it from "
+                          f"{os.path.dirname(path)}; the next start replaces it", log)
+        d = self.daemon(self.config(extra_daemon=run_as), name="rootdir2", socket_path=self.sock)
+        self.assert_ok("alice", "alice-pw")
+        d.stop()
+
     def test_stale_cache_answers_are_counted(self):
         """[cache] stale_ttl: while the backend cannot answer, a recent success
         is served from the cache, and mailauth_cache_stale_served_total
