@@ -29,7 +29,12 @@ AccountStore::Result AccountStore::import(const std::vector<NewAccount>& entries
   Result last{Status::Done, {}};
   for (const auto& e : entries) {
     Result r = add(e.user, e.stored, "", true);
-    if (r.status == Status::Exists && update) r = set_password(e.user, e.stored);
+    if (r.status == Status::Exists && update) {
+      r = set_password(e.user, e.stored);
+      // What mailauth-user import counts as "updated" (as the pwdfile's own
+      // import() reports it), not "added".
+      if (r.status == Status::Done) r.message = "updated";
+    }
     if (r.status == Status::TempFail) last = r;
     results->push_back(std::move(r));
   }

@@ -116,7 +116,8 @@ class AccountStore {
 
   // Bulk load (mailauth-user import): each entry is added, or with `update`
   // an existing user's credential is replaced.  `results` gets one Result per
-  // entry (Exists for an existing user without `update`).  The default runs
+  // entry (Exists for an existing user without `update`; Done with message
+  // "updated" for one whose credential was replaced).  The default runs
   // add()/set_password() one by one; stores override it to write once.
   struct NewAccount {
     std::string user;

@@ -1,13 +1,17 @@
 #include "backends/mysql/mysql_backend.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <optional>
 
 #include "mysql_schemas.h"
 #include "src/util/log.h"
@@ -91,6 +95,54 @@ std::vector<std::string> split_statements(std::string_view text) {
     if (sep == std::string_view::npos) return out;
     text.remove_prefix(sep + 3);
   }
+}
+
+// The whole file into *out: 0, or the errno of what failed.
+int read_whole_file(const std::string& path, std::string* out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return errno;
+  char buf[4096];
+  int err = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out->append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    break;
+  }
+  wipe(buf, sizeof buf);
+  ::close(fd);
+  return err;
+}
+
+// The passwords read from password_files in this process, by path: what a
+// reload falls back on when the daemon, no longer root, cannot read the file
+// again.  The latest successful read of a path wins.
+struct SecretFiles {
+  std::mutex mutex;
+  std::map<std::string, Secret, std::less<>> by_path;
+};
+
+SecretFiles& secret_files() {
+  static SecretFiles files;
+  return files;
+}
+
+void remember_secret(const std::string& path, const Secret& secret) {
+  auto& f = secret_files();
+  std::lock_guard lock(f.mutex);
+  f.by_path[path] = secret.clone();
+}
+
+std::optional<Secret> remembered_secret(const std::string& path) {
+  auto& f = secret_files();
+  std::lock_guard lock(f.mutex);
+  const auto it = f.by_path.find(path);
+  if (it == f.by_path.end()) return std::nullopt;
+  return it->second.clone();
 }
 
 std::string trim(std::string_view s) {
@@ -252,18 +304,37 @@ std::unique_ptr<Backend> MysqlBackend::create(const config::BackendSpec& spec) {
   if (password) st.connect.password = Secret(*password);
   if (password_file) {
     if (password_file->empty()) s.fail("password_file", "must not be empty");
-    std::ifstream in(*password_file, std::ios::binary);
-    if (!in) s.fail("password_file", "cannot read " + *password_file + ": " + std::strerror(errno));
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad())
-      s.fail("password_file", "cannot read " + *password_file + ": " + std::strerror(errno));
-    std::string pw = trim(text);
-    wipe(text.data(), text.size());
-    if (pw.empty())
-      s.fail("password_file",
-             *password_file + " is empty (omit password_file for a user without a password)");
-    st.connect.password = Secret(pw);
-    wipe(pw.data(), pw.size());
+    std::string text;
+    if (const int err = read_whole_file(*password_file, &text); err != 0) {
+      wipe(text.data(), text.size());
+      // mailauthd reads it as root at start-up; a reload (SIGHUP) runs after
+      // the privilege drop.  A file only root may read (0600 root) is then
+      // unreadable: keep what was read from the same path before.
+      std::optional<Secret> kept;
+      if (err == EACCES || err == EPERM) kept = remembered_secret(*password_file);
+      if (!kept)
+        s.fail("password_file",
+               "cannot read " + *password_file + ": " + std::strerror(err) +
+                   (err == EACCES || err == EPERM
+                        ? " (mailauthd reads it as root at start-up and keeps it; a file it "
+                          "has not read before must be readable by the daemon's user or group, "
+                          "e.g. root:mailauth 0640)"
+                        : ""));
+      log::warning("mysql " + spec.name + ": password_file " + *password_file +
+                   " cannot be read now (" + std::strerror(err) +
+                   "); keeping the password read from it before (a new password in it takes "
+                   "effect at restart, or make it readable by the daemon's user or group)");
+      st.connect.password = std::move(*kept);
+    } else {
+      std::string pw = trim(text);
+      wipe(text.data(), text.size());
+      if (pw.empty())
+        s.fail("password_file",
+               *password_file + " is empty (omit password_file for a user without a password)");
+      st.connect.password = Secret(pw);
+      remember_secret(*password_file, st.connect.password);
+      wipe(pw.data(), pw.size());
+    }
   }
 
   // How long we wait.
@@ -420,10 +491,21 @@ LookupResult MysqlBackend::lookup(const Query& query) {
     }
     mysql::Result r;
     mysql::SqlError e;
-    if (lease->execute(index_of(kLookup, 0), t, values, 1, &r, &e)) {
+    // Two rows at most: one more than an answer can use, to tell it is not one.
+    if (lease->execute(index_of(kLookup, 0), t, values, 2, &r, &e)) {
       lease.release();
       note_success();
       if (r.rows.empty()) return {backend::Status::Unknown, {}, {}};
+      if (r.rows.size() > 1) {
+        // A query that selects by %n alone matches namesakes in other
+        // domains; a table without a unique key may hold a name twice.
+        // Taking the first row would check the password against whichever
+        // row the server returns first.  Not Unknown either (no falling
+        // through): a temporary failure, until the query or the data is fixed.
+        warn_ambiguous(query.user);
+        return {backend::Status::TempFail, {},
+                "ambiguous: the lookup returned more than one row for this user"};
+      }
       LookupResult out;
       out.status = backend::Status::Found;
       out.credential.default_scheme = settings_.default_scheme;
@@ -467,6 +549,18 @@ void MysqlBackend::warn_no_credential(std::string_view user) {
   }
   log::warning("config problem: mysql " + name() + ": user " + log::sanitize(user) +
                " has a NULL or empty stored credential; this user cannot log in until one is set");
+}
+
+void MysqlBackend::warn_ambiguous(std::string_view user) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (ambiguous_.size() >= 10000 || !ambiguous_.emplace(user).second) return;
+  }
+  log::error("config problem: mysql " + name() + ": the lookup for user " + log::sanitize(user) +
+             " is ambiguous: the query returned more than one row (" +
+             log::sanitize(settings_.statements[kLookup].front().sql, 1024) +
+             "); this user gets a temporary failure until the query selects one row (use %u, or "
+             "%n and %d) or the duplicate is removed");
 }
 
 std::string MysqlBackend::check() {

@@ -6,8 +6,14 @@
 //   hosts = ["db1:3306", "db2"]   tried in order (failover), default port 3306;
 //   socket = "/run/mysqld/…"      or a UNIX socket instead (exactly one of the two)
 //   user, database                required
-//   password | password_file      the file is read once at start (and on
-//                                 SIGHUP), surrounding whitespace trimmed
+//   password | password_file      the file is read at start (as root, before
+//                                 the privilege drop) and again on SIGHUP,
+//                                 surrounding whitespace trimmed.  A reload
+//                                 that may no longer read it (0600 root)
+//                                 keeps what was read from the same path
+//                                 before, with a warning; a path not read
+//                                 before must be readable by the daemon's
+//                                 user or group
 //   schema = "users" | "postfixadmin"   a preset: lookup and write statements
 //   query                         the lookup (required without schema); any
 //                                 preset statement can be overridden one by one:
@@ -40,6 +46,12 @@
 // What a lookup answers:
 //   - no row: Unknown (the next backend is asked);
 //   - a row: Found, with the first column as the stored credential;
+//   - more than one row (a query by %n alone, namesakes in two domains):
+//     TempFail, "ambiguous", logged once per user as a configuration
+//     problem.  Never the first row's password, and never Unknown (the next
+//     backend is not asked): a temporary failure is not counted against the
+//     client (fail2ban, the brute-force policy) for the operator's mistake;
+//     the mail client retries, and the log says what to fix;
 //   - a result column named `enabled` (after the first; write `active AS
 //     enabled`) is the account flag: NULL, 0, or anything that is not a
 //     non-zero number or yes/true/on marks the account disabled: Found and
@@ -159,6 +171,7 @@ class MysqlBackend final : public Backend, public AccountStore {
   void note_failure(const std::string& reason);
   void note_success();
   void warn_no_credential(std::string_view user);
+  void warn_ambiguous(std::string_view user);
 
   const Settings settings_;
   std::size_t first_[kOpCount]{};  // statement id of each op's first template
@@ -166,6 +179,7 @@ class MysqlBackend final : public Backend, public AccountStore {
   std::atomic<bool> failing_{false};
   std::mutex state_mutex_;
   std::set<std::string, std::less<>> warned_;  // users logged for a missing credential
+  std::set<std::string, std::less<>> ambiguous_;  // users logged for more than one row
 };
 
 }  // namespace mailauth::backend

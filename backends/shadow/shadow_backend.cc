@@ -69,13 +69,25 @@ LookupResult ShadowBackend::lookup(const Query& query) {
   spwd* found = nullptr;
   Entry entry;
   if (path_ == kSystemShadow) {
+    errno = 0;  // whatever an earlier call left there is not this lookup's
     const int rc = getspnam_r(user.c_str(), &sp, buf.data(), buf.size(), &found);
     if (rc != 0 && rc != ENOENT) {
       return {Status::TempFail, {}, "getspnam_r: " + std::string(std::strerror(rc))};
     }
     if (found == nullptr) {
-      if (errno == EACCES) return {Status::TempFail, {}, "cannot read /etc/shadow: permission denied"};
-      return {Status::Unknown, {}, {}};
+      // "Not found" is only an answer if the file could be read.  Neither
+      // the return code nor errno says so: with "shadow: files systemd" the
+      // files module fails (EACCES), the systemd module says not found, and
+      // glibc then returns 0 and sets errno to 0.  So look for ourselves.
+      const int err = errno;
+      if (std::FILE* f = std::fopen(kSystemShadow, "re")) {
+        std::fclose(f);
+        return {Status::Unknown, {}, {}};
+      }
+      const int open_err = errno;
+      return {Status::TempFail, {},
+              std::string("cannot read ") + kSystemShadow + ": " +
+                  std::strerror(open_err ? open_err : err)};
     }
     entry = to_entry(sp);
   } else {

@@ -1,5 +1,6 @@
 #include "protocol/mux/codec.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace mailauth::mux {
@@ -22,22 +23,44 @@ Decoder::Status Decoder::feed(std::string_view bytes) {
 }
 
 Decoder::Status Decoder::parse() {
+  // A complete request: Done, or Failed if a field was too long.
+  const auto complete = [this] {
+    status_ = error_ == Error::FieldTooLong ? Status::Failed : Status::Done;
+  };
   while (status_ == Status::NeedMore) {
+    if (skip_ > 0) {
+      // Inside an oversized field: its bytes are dropped as they come.
+      const std::size_t n = std::min(skip_, buffer_.size() - pos_);
+      pos_ += n;
+      skip_ -= n;
+      if (skip_ > 0) break;
+      if (++next_field_ == 5) {
+        request_.fields = 5;
+        complete();
+      }
+      continue;
+    }
     const std::size_t avail = buffer_.size() - pos_;
     if (next_field_ == 4 && avail == 0) {
       // Four fields and nothing more waiting: a 2.1.28-style request.
       request_.fields = 4;
-      status_ = Status::Done;
+      complete();
       break;
     }
     if (avail < 2) break;
     const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + pos_);
     const std::size_t len = (static_cast<std::size_t>(p[0]) << 8) | p[1];
     if (len > max_field_) {
-      status_ = Status::Failed;
-      error_ = Error::FieldTooLong;
-      error_field_ = next_field_ + 1;
-      break;
+      // Refused, but the rest of the request is still read (the field itself
+      // skipped, never buffered: at most 64 KiB per field), so that the
+      // attempt can be logged with the client's address from field 5.
+      if (error_ == Error::None) {
+        error_ = Error::FieldTooLong;
+        error_field_ = next_field_ + 1;
+      }
+      pos_ += 2;
+      skip_ = len;
+      continue;
     }
     if (avail < 2 + len) break;
     std::string_view value(buffer_.data() + pos_ + 2, len);
@@ -52,7 +75,7 @@ Decoder::Status Decoder::parse() {
     ++next_field_;
     if (next_field_ == 5) {
       request_.fields = 5;
-      status_ = Status::Done;
+      complete();
     }
   }
   if (status_ != Status::NeedMore || pos_ > 0) {
@@ -66,6 +89,11 @@ Decoder::Status Decoder::parse() {
 
 Decoder::Status Decoder::finish() {
   if (status_ != Status::NeedMore) return status_;
+  if (error_ == Error::FieldTooLong) {
+    // The peer hung up after (or inside) an oversized field: refused as that.
+    status_ = Status::Failed;
+    return status_;
+  }
   if (next_field_ == 4) {
     // A partial fifth field followed by EOF: the four fields still stand, but a
     // half-sent field means the client is broken; refuse it.

@@ -30,7 +30,8 @@ struct Request {
 // Why a request could not be decoded.
 enum class Error {
   None,
-  FieldTooLong,  // a length above the limit: reply "NO " and close (saslauthd does the same)
+  FieldTooLong,  // a length above the limit: reply "NO " and close (saslauthd does the same),
+                 // once the rest of the request is read (the field's bytes skipped)
   Truncated,     // the peer closed in the middle of a request: close without a reply
   Empty,         // the peer closed before sending anything: close quietly
 };
@@ -59,7 +60,8 @@ class Decoder {
   // Bytes buffered beyond a completed request (ignored by the server).
   std::size_t buffered() const { return buffer_.size() - pos_; }
 
-  // The decoded request; valid once status() is Done.
+  // The decoded request; valid once status() is Done.  After FieldTooLong,
+  // the fields that were within the limit (the others empty), for the log.
   Request& request() { return request_; }
 
  private:
@@ -68,6 +70,7 @@ class Decoder {
   std::string buffer_;
   std::size_t pos_ = 0;
   int next_field_ = 0;
+  std::size_t skip_ = 0;  // bytes of an oversized field still to drop
   Status status_ = Status::NeedMore;
   Error error_ = Error::None;
   int error_field_ = 0;

@@ -76,6 +76,7 @@ AuthResult temp_failure(const AuthRequest& request, const std::string& user, Cre
     r.outcome = Outcome::Ok;
     r.reason = "backend unavailable (" + reason + "); accepted from the cache within stale_ttl";
     r.cached = true;
+    r.stale = true;
   }
   return r;
 }
@@ -406,7 +407,10 @@ void Authenticator::record(const AuthRequest& r, const AuthResult& result,
   if (services.metrics != nullptr) {
     services.metrics->record(outcome_name(result.outcome), r.protocol, r.mechanism, result.backend,
                              std::chrono::duration<double>(elapsed).count());
-    if (result.cached) ++services.metrics->cache_hits;
+    // A stale answer is counted apart: hits (and the hit ratio) are about
+    // fresh entries.
+    if (result.stale) ++services.metrics->cache_stale_served;
+    else if (result.cached) ++services.metrics->cache_hits;
     else if (services.cache != nullptr && result.outcome != Outcome::TempFail) ++services.metrics->cache_misses;
   }
   if (services.policy != nullptr) {

@@ -54,10 +54,12 @@ class CredentialCache {
 
   CredentialCache(Options options, Clock clock);
 
-  // `scope` identifies what the answer depends on: backend name, user,
-  // service and the stored credential (its bytes; hashed here).  There is no
-  // realm field: a realm reaches a backend as part of `user` (login@realm,
-  // join_realm) or through a query (%r), and then through `stored`.
+  // `scope` identifies what the answer depends on: backend name, user (the
+  // backend's canonical name), service, and the stored credential (its
+  // bytes; hashed here).  The realm is not part of it: a lookup backend's
+  // answer depends on the realm only through the credential it returns (a
+  // mysql query with %r), which is in the key; pam and pwdfile do not read
+  // the realm; with join_realm it is part of the user name.
   struct Scope {
     std::string_view backend;
     std::string_view user;

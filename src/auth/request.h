@@ -60,6 +60,7 @@ struct AuthResult {
   std::string reason;   // for the log only, never sent to the client
   bool unknown_user = false;  // no backend knew the user
   bool cached = false;        // answered from the credential cache
+  bool stale = false;         // ... from its stale window, while the backend was down
   // A password check of a real credential's cost ran for this answer (the
   // stored hash, the decoy for an unknown user, or PAM).  A "no" without
   // one (a negative cache hit, an unknown user where no lookup backend can

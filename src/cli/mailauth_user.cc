@@ -56,9 +56,12 @@ Commands:
                   check a password, as mailauthd would
   import FILE [--scheme S] [--update]
                   bulk load "user:password" or "user:hash" lines (a hash is
-                  recognised and stored as it is); existing users are skipped,
-                  or updated with --update; a bad line is reported with its
-                  number and the rest goes on; progress on a terminal
+                  recognised and stored as it is, in the store's form: a bare
+                  crypt string gets its {SCHEME} prefix in PostfixAdmin's
+                  table); existing users are skipped, or updated with
+                  --update (counted as added / updated / skipped); a bad line
+                  is reported with its number and the rest goes on; progress
+                  on a terminal
   hash [--scheme S] [--password-stdin] [--dovecot-prefix]
                   print a hash, like mkpasswd or doveadm pw (no config needed)
   schema [--apply]
@@ -469,8 +472,11 @@ class Tool {
           auto& p = pending[i];
           entries[i].user = p.user;
           try {
-            entries[i].stored = p.is_hash ? p.value
-                                          : stored_form(mailauth::password::hash(opt_.scheme, p.value));
+            // A hash as given, in the store's form: PostfixAdmin's table
+            // needs the {SCHEME} prefix on bare crypt strings too.
+            entries[i].stored = p.is_hash && p.value[0] == '!' ? p.value
+                                : p.is_hash ? stored_form(p.value)
+                                            : stored_form(mailauth::password::hash(opt_.scheme, p.value));
           } catch (const std::exception&) {
             failed = true;
           }

@@ -156,16 +156,21 @@ class Daemon {
     // Privileged set-up: sockets with their owners (or the ones systemd
     // passed in), before privileges are dropped.
     Activated activated = take_activated_sockets();
+    // A socket directory mailauthd creates belongs to the user it drops to,
+    // so that it can still remove its sockets at exit.
+    const uid_t dir_owner = socket_dir_owner();
     std::unique_ptr<UnixListener> mux_listener, dovecot_listener, control_listener;
-    if (cfg_.mux) mux_listener = listener_for(activated, {"saslauthd", "mux"}, cfg_.mux->socket);
+    if (cfg_.mux)
+      mux_listener = listener_for(activated, {"saslauthd", "mux"}, cfg_.mux->socket, dir_owner);
     if (cfg_.dovecot)
-      dovecot_listener = listener_for(activated, {"dovecot", "auth"}, cfg_.dovecot->socket);
+      dovecot_listener =
+          listener_for(activated, {"dovecot", "auth"}, cfg_.dovecot->socket, dir_owner);
     if (!cfg_.daemon.control_socket.empty()) {
       config::SocketConfig sc;
       sc.path = cfg_.daemon.control_socket;
       sc.mode = cfg_.daemon.control_mode;
       sc.group = cfg_.daemon.control_group;
-      control_listener = listener_for(activated, {"control"}, sc);
+      control_listener = listener_for(activated, {"control"}, sc, dir_owner);
     }
     for (const auto& [name, fd] : activated)
       log::warning("systemd passed a socket named '" + name + "' that no configured listener uses");
@@ -290,9 +295,23 @@ class Daemon {
     return out;
   }
 
+  // The uid drop_privileges() will switch to, or -1 when it will not switch
+  // (not root, no [daemon] user, user = "root", or no such user: then
+  // drop_privileges() says so).
+  uid_t socket_dir_owner() const {
+    if (::geteuid() != 0 || cfg_.daemon.user.empty()) return static_cast<uid_t>(-1);
+    try {
+      const uid_t uid = lookup_uid(cfg_.daemon.user);
+      return uid == 0 ? static_cast<uid_t>(-1) : uid;
+    } catch (const std::exception&) {
+      return static_cast<uid_t>(-1);
+    }
+  }
+
   static std::unique_ptr<UnixListener> listener_for(Activated& activated,
                                                     std::initializer_list<const char*> names,
-                                                    const config::SocketConfig& config) {
+                                                    const config::SocketConfig& config,
+                                                    uid_t dir_owner) {
     for (auto it = activated.begin(); it != activated.end(); ++it) {
       for (const char* n : names) {
         if (it->first == n) {
@@ -302,7 +321,7 @@ class Daemon {
         }
       }
     }
-    return std::make_unique<UnixListener>(config);
+    return std::make_unique<UnixListener>(config, dir_owner);
   }
 
   static void notify(const char* state) { sd_notify(0, state); }

@@ -54,10 +54,27 @@ class MuxServer::Session final : public net::Session {
     if (st == mux::Decoder::Status::Failed) {
       const auto field = std::to_string(decoder_->error_field());
       switch (decoder_->error()) {
-        case mux::Error::FieldTooLong:
-          log::warning("mux: " + c.peer() + ": field " + field + " is longer than " +
-                       std::to_string(server_.config_.max_field) + " bytes; request refused");
+        case mux::Error::FieldTooLong: {
+          const std::string limit = std::to_string(server_.config_.max_field);
+          log::warning("mux: " + c.peer() + ": field " + field + " is longer than " + limit +
+                       " bytes; request refused");
+          // An attempt like any other refusal: one attempt line, with the
+          // fields that were read (the client address too), so that
+          // fail2ban and the brute-force policy count it.
+          const mux::Request& req = decoder_->request();
+          auth::AuthRequest a;
+          a.protocol = "mux";
+          a.user = mux::effective_user(req, server_.config_.join_realm);
+          a.realm = req.realm;
+          a.service = req.service;
+          a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
+          server_.auth_.record(a,
+                               auth::AuthResult{auth::Outcome::Fail, "-",
+                                                "field " + field + " longer than max_field (" +
+                                                    limit + " bytes)"},
+                               server_.loop_.now());
           return reply(c, "NO ");
+        }
         case mux::Error::Truncated:
           log::warning("mux: " + c.peer() + ": connection closed in the middle of field " + field +
                        "; closing");

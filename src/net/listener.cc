@@ -24,10 +24,11 @@ namespace {
 }
 
 // Creates the missing directories on the way to the socket: its own
-// directory with `dir_mode` and group `group` (-1: unchanged), the ones above
-// it 0755.  A directory that exists is left alone.  What was just created is
-// opened without following a symlink and changed through that descriptor.
-void make_parents(const std::string& path, mode_t dir_mode, gid_t group) {
+// directory with `dir_mode`, owner `owner` and group `group` (-1: unchanged),
+// the ones above it 0755.  A directory that exists is left alone.  What was
+// just created is opened without following a symlink and changed through
+// that descriptor.
+void make_parents(const std::string& path, mode_t dir_mode, uid_t owner, gid_t group) {
   const std::size_t last = path.rfind('/');
   for (std::size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
     const std::string dir = path.substr(0, pos);
@@ -44,8 +45,9 @@ void make_parents(const std::string& path, mode_t dir_mode, gid_t group) {
       errno = EEXIST;
       fail(path, dir + " was replaced while it was being created");
     }
-    if (group != static_cast<gid_t>(-1) && ::fchown(fd.get(), static_cast<uid_t>(-1), group) != 0)
-      fail(path, "cannot set the group of " + dir);
+    if ((owner != static_cast<uid_t>(-1) || group != static_cast<gid_t>(-1)) &&
+        ::fchown(fd.get(), owner, group) != 0)
+      fail(path, "cannot set the owner/group of " + dir);
     if (::fchmod(fd.get(), dir_mode) != 0) fail(path, "cannot chmod " + dir);
   }
 }
@@ -98,7 +100,8 @@ gid_t lookup_gid(const std::string& name) {
   return gr.gr_gid;
 }
 
-UnixListener::UnixListener(const config::SocketConfig& config) : path_(config.path) {
+UnixListener::UnixListener(const config::SocketConfig& config, uid_t dir_owner)
+    : path_(config.path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path_.empty() || path_.size() >= sizeof addr.sun_path)
@@ -108,7 +111,7 @@ UnixListener::UnixListener(const config::SocketConfig& config) : path_(config.pa
   const uid_t owner = config.owner.empty() ? static_cast<uid_t>(-1) : lookup_uid(config.owner);
   const gid_t group = config.group.empty() ? static_cast<gid_t>(-1) : lookup_gid(config.group);
 
-  make_parents(path_, config.dir_mode, group);
+  make_parents(path_, config.dir_mode, dir_owner, group);
   struct stat st {};
   if (::lstat(path_.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
@@ -175,10 +178,26 @@ int UnixListener::accept_all(const std::function<void(UniqueFd fd)>& take) {
 
 void UnixListener::remove_file() {
   if (path_.empty() || ino_ == 0) return;
-  struct stat st {};
-  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
-    ::unlink(path_.c_str());
+  const ino_t ino = ino_;
   ino_ = 0;
+  struct stat st {};
+  const bool seen = ::lstat(path_.c_str(), &st) == 0;
+  if (seen && (st.st_dev != dev_ || st.st_ino != ino)) return;  // not ours any more
+  if (seen && ::unlink(path_.c_str()) == 0) return;
+  if (errno != EACCES && errno != EPERM) return;
+  // After the privilege drop, in a directory the daemon's user may not
+  // write (or search): the file stays.  Harmless: nothing listens on it, and
+  // the next start replaces it once it has checked that.
+  std::string who = std::to_string(::geteuid());
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    who = found->pw_name;
+  const auto slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+  log::info("socket " + path_ + " left behind: user " + who + " cannot remove it from " + dir +
+            "; the next start replaces it");
 }
 
 std::string peer_description(int fd) {

@@ -16,12 +16,15 @@ namespace mailauth {
 // file on destruction if the file is still the one it created.
 class UnixListener {
  public:
-  // Creates missing parent directories (the socket's own with dir_mode and
-  // the socket's group, the ones above 0755), replaces a stale socket file
-  // (never a regular file), binds, applies owner/group/mode without
-  // following symlinks, listens.
+  // Creates missing parent directories (the socket's own with dir_mode, the
+  // owner `dir_owner` and the socket's group, the ones above 0755), replaces
+  // a stale socket file (never a regular file), binds, applies
+  // owner/group/mode without following symlinks, listens.  The daemon
+  // passes its [daemon] user as dir_owner, so that after the privilege drop
+  // it can still remove the socket from a directory it created.
   // Throws std::runtime_error with a message that names the path.
-  explicit UnixListener(const config::SocketConfig& config);
+  explicit UnixListener(const config::SocketConfig& config,
+                        uid_t dir_owner = static_cast<uid_t>(-1));
   // A listening socket handed over by systemd (socket activation).  Its file
   // belongs to systemd: it is not removed on destruction.
   static std::unique_ptr<UnixListener> adopt(int fd, std::string path);
@@ -35,7 +38,9 @@ class UnixListener {
   // that ended the round (EMFILE, ENFILE, ENOBUFS, …) for the caller to act on.
   int accept_all(const std::function<void(UniqueFd fd)>& take);
   const std::string& path() const { return path_; }
-  // Unlink the socket file now (shutdown).
+  // Unlink the socket file now (shutdown).  Where the process may no longer
+  // (privileges dropped, a directory it cannot write), the file stays and
+  // an info line says so.
   void remove_file();
 
  private:

@@ -73,7 +73,7 @@ std::string Metrics::prometheus(const Gauges& g) const {
       << count_.at(proto) << "\n";
   }
   const auto hits = cache_hits.load(), misses = cache_misses.load();
-  o << "# HELP mailauth_cache_hits_total Credential cache hits.\n"
+  o << "# HELP mailauth_cache_hits_total Credential cache hits (fresh entries; stale_ttl answers are counted in mailauth_cache_stale_served_total).\n"
        "# TYPE mailauth_cache_hits_total counter\n"
        "mailauth_cache_hits_total " << hits << "\n"
        "# HELP mailauth_cache_misses_total Credential cache misses.\n"
@@ -83,7 +83,7 @@ std::string Metrics::prometheus(const Gauges& g) const {
        "# TYPE mailauth_cache_hit_ratio gauge\n"
        "mailauth_cache_hit_ratio " << num(hits + misses ? double(hits) / double(hits + misses) : 0)
     << "\n"
-       "# HELP mailauth_cache_stale_served_total Logins accepted from the cache while a backend was down.\n"
+       "# HELP mailauth_cache_stale_served_total Logins accepted from the cache's stale_ttl window while a backend could not answer.\n"
        "# TYPE mailauth_cache_stale_served_total counter\n"
        "mailauth_cache_stale_served_total " << cache_stale_served.load() << "\n"
        "# HELP mailauth_cache_entries Entries in the credential cache.\n"

@@ -37,6 +37,8 @@ class Metrics {
 
   std::atomic<unsigned long long> cache_hits{0};
   std::atomic<unsigned long long> cache_misses{0};
+  // Successes served from the stale_ttl window while a backend could not
+  // answer (Authenticator::record, AuthResult::stale); not counted in hits.
   std::atomic<unsigned long long> cache_stale_served{0};
 
   // Point-in-time values the daemon fills in when asked.

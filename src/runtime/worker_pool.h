@@ -6,8 +6,10 @@
 // there.  A job that throws has its `if_thrown` continuation posted instead
 // (see executor.h).  The queue is bounded: when it is full submit() returns
 // false and the caller answers with a temporary failure instead of letting
-// memory grow.  At shutdown, jobs still queued are dropped with their
-// continuations (the loop no longer runs).
+// memory grow.  At shutdown (shutdown() or the destructor) no new job is
+// taken, but the workers still run every job already queued before they
+// exit; the continuations those jobs post never run if the loop has stopped
+// by then (the daemon stops the loop first).
 #pragma once
 
 #include <condition_variable>
@@ -27,7 +29,7 @@ class WorkerPool final : public Executor {
  public:
 
   WorkerPool(EventLoop& loop, int threads, std::size_t max_queue);
-  ~WorkerPool() override;  // waits for running jobs; drops queued ones
+  ~WorkerPool() override;  // shutdown(): runs the queued jobs, joins the threads
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 

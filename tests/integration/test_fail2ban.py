@@ -209,6 +209,11 @@ max_user_penalty = "20ms"
         rip = None if addr is None else as_bytes(addr).rsplit(b";", 1)[0]
         self.expected.append((result, rip, logged(user)))
 
+    def mux_oversized(self, fields, user, rip):
+        raw = mux_exchange(self.mux, mux_frame(*fields))
+        self.assertEqual(raw, b"\x00\x03NO ", [f[:20] for f in fields])
+        self.expected.append(("fail", as_bytes(rip) if rip else None, as_bytes(user)))
+
     def dovecot_tool(self, mech, user, password, rip, result):
         args = ["--dovecot", "-f", self.auth, "--mech", mech, "-u", user, "-p", password]
         if rip is not None:
@@ -292,6 +297,14 @@ max_user_penalty = "20ms"
                      realm="rip=203.0.113.94 backend=")
         self.dovecot_raw("alice", "wrong", "198.51.100.102", "fail", service="imap rip=203.0.113.95")
         self.dovecot_raw("alice", "wrong", None, "fail", service="rip=203.0.113.96")
+
+        # A field over max_field (1024): saslauthd's bare "NO ", and an attempt
+        # line with the fields that could be read, so the address counts.
+        self.mux_oversized(["alice", "p" * 5000, "smtp", "", "192.0.2.30;1"], "alice", "192.0.2.30")
+        self.mux_oversized(["a" * 2000, "pw", "smtp", "", "2001:db8::30;1"], "", "2001:db8::30")
+        self.mux_oversized(["alice", "pw", "smtp", "r" * 1025, "192.0.2.31;1"], "alice", "192.0.2.31")
+        self.mux_oversized(["alice", "pw", "s" * 3000, ""], "alice", None)   # no address: no ban
+        self.mux_oversized(["alice", "pw", "smtp", "", "9" * 1100], "alice", None)
 
         # Temporary failures: the password file is gone for a while.
         os.rename(self.passwd, self.passwd + ".away")

@@ -282,6 +282,74 @@ path = "{passwd or self.passwd}"
         self.assertEqual(d2.stop(signal.SIGINT), 0)
         self.assertFalse(os.path.exists(self.sock))
 
+    def test_sigterm_removes_the_sockets_after_dropping_privileges(self):
+        """Started as root with [daemon] user = nobody: the sockets' directory,
+        created by mailauthd, belongs to nobody, so the unprivileged daemon
+        still removes its sockets at SIGTERM.  In an existing directory nobody
+        may not write, they are left behind with a log line, and the next
+        start replaces them."""
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the daemon must start as root and drop to nobody")
+        import pwd
+        os.chmod(self.tmp, 0o755)
+        control_sock = self.path("run/control")
+        run_as = f'user = "nobody"\ngroup = "nogroup"\ncontrol_socket = "{control_sock}"'
+        d = self.start(extra_daemon=run_as)
+        self.assertIn("running as user nobody", d.log())
+        self.assertEqual(os.stat(self.path("run")).st_uid, pwd.getpwnam("nobody").pw_uid)
+        self.assert_ok("alice", "alice-pw")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        self.assertFalse(os.path.exists(self.sock), os.listdir(self.path("run")))
+        self.assertFalse(os.path.exists(control_sock), os.listdir(self.path("run")))
+        self.assertNotIn("left behind", d.log())
+
+        # A root-owned directory that nobody may not write to.
+        self.sock = self.path("rootdir/mux")
+        os.makedirs(self.path("rootdir"), 0o755)
+        control_sock = self.path("rootdir/control")
+        run_as = f'user = "nobody"\ngroup = "nogroup"\ncontrol_socket = "{control_sock}"'
+        d = self.daemon(self.config(extra_daemon=run_as), name="rootdir", socket_path=self.sock)
+        self.assert_ok("alice", "alice-pw")
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        log = d.log()
+        for path in (self.sock, control_sock):
+            self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode), path)
+            self.assertIn(f"socket {path} left behind: user nobody cannot remove it from "
+                          f"{os.path.dirname(path)}; the next start replaces it", log)
+        d = self.daemon(self.config(extra_daemon=run_as), name="rootdir2", socket_path=self.sock)
+        self.assert_ok("alice", "alice-pw")
+        d.stop()
+
+    def test_stale_cache_answers_are_counted(self):
+        """[cache] stale_ttl: while the backend cannot answer, a recent success
+        is served from the cache, and mailauth_cache_stale_served_total
+        counts each such answer (and nothing else)."""
+        from harness import control, prometheus_value
+        ctl = self.path("run/control")
+        d = self.start(extra_daemon=f'control_socket = "{ctl}"',
+                       extra_mux='\n[cache]\nttl = "60s"\nstale_ttl = "600s"\n')
+        self.assert_ok("alice", "alice-pw")
+        self.assert_ok("alice", "alice-pw")  # a fresh hit, not a stale one
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_hits_total"), 1, stats)
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 0, stats)
+        os.rename(self.passwd, self.passwd + ".away")  # the backend cannot answer
+        self.assert_ok("alice", "alice-pw")
+        self.assert_ok("alice", "alice-pw")
+        r = self.mailauth_test("-f", self.sock, "-u", "alice", "-p", "wrong")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # never a stale "yes" for it
+        r = self.mailauth_test("-f", self.sock, "-u", "bob", "-p", "bob pw with spaces")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # no recent success for bob
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 2, stats)
+        # Not hits: the hit ratio is about fresh answers.
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_hits_total"), 1, stats)
+        self.assertEqual(d.log().count("accepted from the cache within stale_ttl"), 2)
+        os.rename(self.passwd + ".away", self.passwd)
+        self.assert_ok("alice", "alice-pw")
+        stats = control(ctl, "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_cache_stale_served_total"), 2, stats)
+
     def test_socket_mode_and_stale_socket(self):
         # A stale socket file from a crashed daemon is replaced.
         os.makedirs(os.path.dirname(self.sock), exist_ok=True)

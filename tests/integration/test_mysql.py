@@ -299,6 +299,159 @@ failure_delay = "0s"
         self.assertEqual(d.log().count("user nullpw@example.com has a NULL"), 1)
         self.assertNotIn("result=ok proto=mux user=nullpw", d.log())
 
+    def test_several_rows_for_one_login_are_an_error_not_a_pick(self):
+        """A lookup that matches two rows (a %n-only query, namesakes in two
+        domains) is ambiguous: a temporary failure with a log line that says
+        so, never the first row's password, and never the next backend."""
+        self.db.sql(f"""
+DROP TABLE IF EXISTS namesakes;
+CREATE TABLE namesakes (login varchar(64) NOT NULL, domain varchar(64) NOT NULL,
+  crypt varchar(255) NULL, PRIMARY KEY (login, domain));
+INSERT INTO namesakes VALUES
+  ('sam', 'a.example', {sql_str(mkpasswd("sam-a-pw"))}),
+  ('sam', 'b.example', {sql_str(mkpasswd("sam-b-pw"))}),
+  ('solo', 'a.example', {sql_str(mkpasswd("solo-pw"))});
+""", "mailauth_writes")
+        passwd = self.write("namesakes.passwd", "sam:" + mkpasswd("sam-file-pw") + "\n")
+        d = self.start(self.mysql("query = \"SELECT crypt FROM namesakes WHERE login = '%n'\"",
+                                  database="mailauth_writes")
+                       + f'\n[[backend]]\ntype = "pwdfile"\npath = "{passwd}"\n')
+        self.assert_ok("solo", "solo-pw")
+        # Neither namesake's password, nor the next backend's, logs sam in.
+        for pw in ("sam-a-pw", "sam-b-pw", "sam-file-pw", "wrong"):
+            self.assert_tempfail("sam", pw)
+        log = d.log()
+        self.assertIn('result=tempfail proto=mux user=sam service=smtp realm= rip= backend=mysql '
+                      'reason="ambiguous: the lookup returned more than one row for this user"',
+                      log)
+        self.assertEqual(log.count("mysql mysql: the lookup for user sam is ambiguous"), 1, log)
+        self.assertNotIn("result=ok proto=mux user=sam", log)
+        self.assertNotIn("database unavailable", log)
+        # mailauth-user sees the same: neither show nor verify picks a row.
+        conf = self.write("namesakes.conf", self.config(self.mysql(
+            "query = \"SELECT crypt FROM namesakes WHERE login = '%n'\"",
+            database="mailauth_writes")))
+        r = subprocess.run([MAILAUTH_USER, "--config", conf, "verify", "sam", "--password-stdin"],
+                           input="sam-a-pw\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("ambiguous", r.stderr)
+
+    def test_root_only_password_file_survives_a_reload_after_the_privilege_drop(self):
+        """Started as root with [daemon] user = nobody and a 0600 root-only
+        password_file: the secret is read before the drop, and a reload
+        (SIGHUP) by the unprivileged daemon, which can no longer open the
+        file, keeps it (with a log line) instead of failing."""
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: the daemon must start as root and drop to nobody")
+        os.chmod(self.tmp, 0o755)  # nobody reads the config (at reload) below here
+        self.assertEqual(os.stat(self.secret).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(self.secret).st_uid, 0)
+        d = self.start(self.mysql('schema = "users"'),
+                       daemon_extra='user = "nobody"\ngroup = "nogroup"')
+        self.assertIn("running as user nobody", d.log())
+        self.assert_ok("alice@example.com", "alice-pw")
+        tail = d.reload()
+        self.assertIn("reload: done", tail)
+        self.assertNotIn("reload failed", tail)
+        self.assertIn(f"password_file {self.secret} cannot be read now (Permission denied); "
+                      "keeping the password read from it before", tail)
+        # The new configuration is in use, with the password read at start-up.
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_no("alice@example.com", "wrong")
+        self.assertNotIn("result=tempfail", d.log())
+        self.assertNotIn(DB_PASSWORD, d.log())
+        # A second reload: still the same.
+        self.assertIn("reload: done", d.reload())
+        self.assert_ok("alice@example.com", "alice-pw")
+        # A new path is a new secret: one that cannot be read fails the reload
+        # (the running configuration stays).
+        other = self.write("other.secret", DB_PASSWORD + "\n", 0o600)
+        d.write_config(self.config(self.mysql('schema = "users"').replace(self.secret, other),
+                                   daemon_extra='user = "nobody"\ngroup = "nogroup"'))
+        tail = d.reload()
+        self.assertIn("reload failed", tail)
+        self.assertIn(f"cannot read {other}: Permission denied", tail)
+        self.assertIn("readable by the daemon's user or group", tail)
+        self.assert_ok("alice@example.com", "alice-pw")
+
+    def test_import_counts_updates_and_keeps_scheme_prefixes_for_postfixadmin(self):
+        """mailauth-user import into PostfixAdmin's table: pre-hashed values
+        are stored in the preset's form ({SCHEME}$…, as PostfixAdmin and
+        Dovecot read them) and verify through mailauthd, mailauth-user and
+        doveadm; a second import with --update reports updates, not adds."""
+        dbname = "mailauth_import_pfa"
+        self.db.sql(f"""
+DROP DATABASE IF EXISTS {dbname}; CREATE DATABASE {dbname};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {dbname}.* TO '{DB_USER}'@'localhost', '{DB_USER}'@'127.0.0.1';
+""")
+        self.db.load_file(SCHEMA_POSTFIXADMIN, dbname)
+        backend = self.mysql('schema = "postfixadmin"', database=dbname)
+        conf = self.write("import-pfa.conf", self.config(backend))
+
+        def user(*args, password=None):
+            return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=password,
+                                  capture_output=True, text=True, timeout=120)
+
+        def stored(name):
+            return self.db.rows(f"SELECT password FROM mailbox WHERE username = '{name}'",
+                                dbname)[0][0]
+
+        first = {
+            "sha@example.org": ("sha-pw", doveadm_pw("SHA512-CRYPT", "sha-pw")),
+            "blf@example.org": ("blf-pw", doveadm_pw("BLF-CRYPT", "blf-pw")),
+            "bare@example.org": ("bare-pw", mkpasswd("bare-pw", "sha512crypt")),
+            "plain@example.org": ("plain-pw", "plain-pw"),
+        }
+        self.assertTrue(first["sha@example.org"][1].startswith("{SHA512-CRYPT}$6$"))
+        self.assertTrue(first["blf@example.org"][1].startswith("{BLF-CRYPT}$2"))
+        src = self.write("import-pfa.txt", "".join(f"{u}:{v}\n" for u, (_, v) in first.items()))
+        r = user("import", src, "--scheme", "sha512-crypt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 4 added, 0 updated, 0 skipped", r.stderr)
+        self.assertEqual(stored("sha@example.org"), first["sha@example.org"][1])
+        self.assertEqual(stored("blf@example.org"), first["blf@example.org"][1])
+        # A bare crypt string gets the prefix PostfixAdmin's table needs.
+        self.assertEqual(stored("bare@example.org"), "{CRYPT}" + first["bare@example.org"][1])
+        self.assertTrue(stored("plain@example.org").startswith("{CRYPT}$6$"))
+        self.start(backend)
+        for name, (pw, _) in first.items():
+            with self.subTest(user=name):
+                self.assertTrue(stored(name).startswith("{"), stored(name))
+                self.assert_ok(name, pw)
+                self.assert_no(name, pw + "x")
+                r = user("verify", name, "--password-stdin", password=pw + "\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = subprocess.run([which("doveadm"), "pw", "-t", stored(name), "-p", pw],
+                                   capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Again, with new passwords: without --update all are skipped; with
+        # it all are updated (none added).
+        second = {
+            "sha@example.org": ("sha-pw2", doveadm_pw("SHA512-CRYPT", "sha-pw2")),
+            "blf@example.org": ("blf-pw2", doveadm_pw("BLF-CRYPT", "blf-pw2")),
+            "bare@example.org": ("bare-pw2", mkpasswd("bare-pw2", "sha512crypt")),
+            "plain@example.org": ("plain-pw2", "plain-pw2"),
+        }
+        src = self.write("import-pfa2.txt", "".join(f"{u}:{v}\n" for u, (_, v) in second.items())
+                         + "new@example.org:new-pw\n")
+        r = user("import", src, "--scheme", "sha512-crypt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 1 added, 0 updated, 4 skipped", r.stderr)
+        self.db.sql("DELETE FROM mailbox WHERE username = 'new@example.org'; "
+                    "DELETE FROM alias WHERE address = 'new@example.org'", dbname)
+        r = user("import", src, "--scheme", "sha512-crypt", "--update")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(": 1 added, 4 updated, 0 skipped", r.stderr)
+        self.assertEqual(self.db.rows("SELECT COUNT(*) FROM mailbox", dbname), [["5"]])
+        self.assertEqual(stored("bare@example.org"), "{CRYPT}" + second["bare@example.org"][1])
+        for name, (pw, _) in second.items():
+            with self.subTest(user=name, round=2):
+                self.assertTrue(stored(name).startswith("{"), stored(name))
+                self.assert_ok(name, pw)
+                self.assert_no(name, first[name][0])
+                r = user("verify", name, "--password-stdin", password=pw + "\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+
     # --- faults ----------------------------------------------------------------
 
     def test_outage_is_a_temporary_failure_and_recovery_needs_no_restart(self):

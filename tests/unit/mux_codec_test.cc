@@ -74,20 +74,66 @@ TEST(MuxCodec, EmptyConnectionIsEmptyNotTruncated) {
   EXPECT_EQ(d.error(), Error::Empty);
 }
 
-TEST(MuxCodec, OversizedFieldFailsImmediatelyWithoutWaitingForItsBytes) {
+TEST(MuxCodec, OversizedFieldIsSkippedAndTheRestOfTheRequestStillRead) {
   Decoder d(256);
   // Login of 256 bytes is allowed (saslauthd's own limit is inclusive) ...
   std::string ok = counted(std::string(256, 'a'));
   EXPECT_EQ(d.feed(ok), Decoder::Status::NeedMore);
-  // ... a 257-byte password is refused as soon as its length is known.
-  EXPECT_EQ(d.feed(std::string("\x01\x01", 2)), Decoder::Status::Failed);
+  // ... a 257-byte password is refused: its bytes are skipped, never kept,
+  // and the fields after it are read, so that the attempt can be logged with
+  // the client's address (fail2ban).
+  EXPECT_EQ(d.feed(std::string("\x01\x01", 2)), Decoder::Status::NeedMore);
+  for (int i = 0; i < 257; ++i) EXPECT_EQ(d.feed("p"), Decoder::Status::NeedMore);
+  EXPECT_EQ(d.buffered(), 0u) << "the skipped field's bytes are not buffered";
+  EXPECT_EQ(d.feed(counted("smtp") + counted("example.com") + counted("192.0.2.1;25")),
+            Decoder::Status::Failed);
   EXPECT_EQ(d.error(), Error::FieldTooLong);
   EXPECT_EQ(d.error_field(), 2);
+  EXPECT_EQ(d.request().login, std::string(256, 'a'));
+  EXPECT_TRUE(d.request().password.empty());
+  EXPECT_EQ(d.request().service, "smtp");
+  EXPECT_EQ(d.request().realm, "example.com");
+  EXPECT_EQ(d.request().client_addr, "192.0.2.1;25");
+}
+
+TEST(MuxCodec, OversizedFieldInAFourFieldRequestAndAtEof) {
+  {
+    Decoder d(16);
+    EXPECT_EQ(d.feed(counted(std::string(17, 'u')) + counted("pw") + counted("smtp") + counted("")),
+              Decoder::Status::Failed);
+    EXPECT_EQ(d.error(), Error::FieldTooLong);
+    EXPECT_EQ(d.error_field(), 1);
+    EXPECT_EQ(d.request().login, "");
+    EXPECT_EQ(d.request().service, "smtp");
+    EXPECT_EQ(d.request().client_addr, "");
+  }
+  {
+    // Two oversized fields: the first one is reported.
+    Decoder d(16);
+    EXPECT_EQ(d.feed(counted("alice") + counted(std::string(17, 'p')) + counted(std::string(20, 's')) +
+                     counted("") + counted(std::string(17, '9'))),
+              Decoder::Status::Failed);
+    EXPECT_EQ(d.error_field(), 2);
+    EXPECT_EQ(d.request().login, "alice");
+    EXPECT_EQ(d.request().client_addr, "");
+  }
+  {
+    // The peer hangs up inside the skipped bytes: still refused as too long.
+    Decoder d(16);
+    EXPECT_EQ(d.feed(counted("alice") + std::string("\xff\xff", 2) + "ppp"), Decoder::Status::NeedMore);
+    EXPECT_EQ(d.finish(), Decoder::Status::Failed);
+    EXPECT_EQ(d.error(), Error::FieldTooLong);
+    EXPECT_EQ(d.error_field(), 2);
+    EXPECT_EQ(d.request().login, "alice");
+  }
 }
 
 TEST(MuxCodec, MaximumLengthFieldIsRefusedAtDefaultLimit) {
   Decoder d;  // default 1024
-  EXPECT_EQ(d.feed(std::string("\xff\xff", 2)), Decoder::Status::Failed);
+  EXPECT_EQ(d.feed(std::string("\xff\xff", 2)), Decoder::Status::NeedMore);
+  EXPECT_EQ(d.feed(std::string(0xffff, 'x')), Decoder::Status::NeedMore);
+  EXPECT_EQ(d.buffered(), 0u);
+  EXPECT_EQ(d.finish(), Decoder::Status::Failed);
   EXPECT_EQ(d.error(), Error::FieldTooLong);
   EXPECT_EQ(d.error_field(), 1);
 }

@@ -1,6 +1,10 @@
 #include "backends/shadow/shadow_backend.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "src/auth/authenticator.h"
 #include "src/password/schemes.h"
@@ -93,6 +97,52 @@ TEST_F(ShadowTest, UnreadableFileIsATemporaryFailure) {
   std::filesystem::remove(dir_.file("shadow"));
   EXPECT_EQ(find("yes").status, Status::TempFail);
   EXPECT_NE(backend_->check().find("cannot read"), std::string::npos);
+}
+
+// The system file through getspnam_r: a not-found leaves errno as it was or
+// sets it as it likes; a stale errno from before the call (EACCES from some
+// earlier open) must not turn an unknown user into a temporary failure.
+TEST(ShadowSystemTest, StaleErrnoBeforeTheLookupDoesNotMakeAnUnknownUserATempFail) {
+  if (::access("/etc/shadow", R_OK) != 0) GTEST_SKIP() << "/etc/shadow is not readable here";
+  ShadowBackend b("shadow", "/etc/shadow");
+  for (int preset : {0, EACCES, ENOENT, EIO}) {
+    errno = preset;
+    const LookupResult r = b.lookup(Query{"mailauth-no-such-user-4711", "", "smtp", ""});
+    EXPECT_EQ(r.status, Status::Unknown) << "errno preset to " << preset << ": " << r.reason;
+  }
+  // root is in every /etc/shadow: found, whatever errno was before.
+  errno = EACCES;
+  EXPECT_EQ(b.lookup(Query{"root", "", "smtp", ""}).status, Status::Found);
+}
+
+// Where the daemon's user cannot read /etc/shadow, getspnam_r finds nobody:
+// glibc's "files" module is unavailable (EACCES), the next module in
+// nsswitch.conf ("systemd") says not found, and glibc then sets errno to 0.
+// Neither the return code nor errno tells; that is a temporary failure, not
+// an unknown user who would fall through to the next backend.
+TEST(ShadowSystemTest, UnreadableSystemShadowIsATemporaryFailureNotUnknown) {
+  // Statuses as exit codes of a child that dropped to nobody.
+  auto lookup_as_nobody = [](const char* user, int preset) -> int {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+      if (::access("/etc/shadow", R_OK) == 0) ::_exit(11);  // readable: nothing to test
+      ShadowBackend b("shadow", "/etc/shadow");
+      errno = preset;
+      ::_exit(static_cast<int>(b.lookup(Query{user, "", "smtp", ""}).status));
+    }
+    int st = 0;
+    if (pid < 0 || ::waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+  };
+  const int first = lookup_as_nobody("mailauth-no-such-user-4711", 0);
+  if (first == 10 || first == 11) GTEST_SKIP() << "cannot make /etc/shadow unreadable here";
+  // "daemon" is in Debian's /etc/shadow; nss-systemd does not make it up (as
+  // it does root and nobody), so the unreadable file hides it.
+  for (const char* user : {"mailauth-no-such-user-4711", "daemon"})
+    for (int preset : {0, EACCES, ENOENT})
+      EXPECT_EQ(lookup_as_nobody(user, preset), static_cast<int>(Status::TempFail))
+          << user << ", errno preset to " << preset;
 }
 
 }  // namespace
