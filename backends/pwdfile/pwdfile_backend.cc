@@ -299,11 +299,26 @@ PwdfileBackend::Result PwdfileBackend::rewrite(
   if (!tmp) return fail(Status::TempFail, "cannot create a file in " + dir + ": " + std::strerror(errno));
   auto cleanup = [&] { ::unlink(tmpl.c_str()); };
   if (existed) {
-    // Keep the old file's owner and mode (e.g. root:mailauth 0640).
-    if (::fchmod(tmp.get(), st.st_mode & 07777) != 0 ||
-        (::fchown(tmp.get(), st.st_uid, st.st_gid) != 0 && ::geteuid() == 0)) {
+    // The new file gets the old one's owner, group and mode, or the file is
+    // not replaced: a writer that is not root (the daemon's rehash) cannot
+    // give a file away, and renaming its own file over the old one would
+    // hand the users file to the daemon's user (root:adm became nobody:adm).
+    // chown first: it may clear set-id bits that chmod then restores.
+    const std::string owner = "owner and group (uid " + std::to_string(st.st_uid) + ", gid " +
+                              std::to_string(st.st_gid) + ")";
+    if (::fchown(tmp.get(), st.st_uid, st.st_gid) != 0) {
+      const int e = errno;
       cleanup();
-      return fail(Status::TempFail, "cannot set the owner or mode of " + tmpl + ": " + std::strerror(errno));
+      return fail(Status::TempFail,
+                  "cannot keep the " + owner + " of " + path_ + ": " + std::strerror(e) +
+                      " (running as uid " + std::to_string(::geteuid()) +
+                      ": only root or the file's owner, in its group, can); nothing written");
+    }
+    if (::fchmod(tmp.get(), st.st_mode & 07777) != 0) {
+      const int e = errno;
+      cleanup();
+      return fail(Status::TempFail, "cannot keep the mode of " + path_ + ": " + std::strerror(e) +
+                                        "; nothing written");
     }
   } else {
     ::fchmod(tmp.get(), 0640);

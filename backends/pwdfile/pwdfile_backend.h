@@ -23,8 +23,10 @@
 // Writes (mailauth-user) keep every other line as it was (comments, order,
 // extra fields) and are safe against concurrent writers and the reading
 // daemon: an exclusive flock on PATH.lock, a temporary file in the same
-// directory written and fsync'ed, chmod/chown to the old file's mode and
-// owner, rename over the old file, fsync of the directory.  A reader sees
+// directory written and fsync'ed, chown/chmod to the old file's owner, group
+// and mode (a writer that cannot -- not root, nor the owner in the file's
+// group -- writes nothing and says why), rename over the old file, fsync of
+// the directory.  A reader sees
 // the old file or the new one, never a mix.  Hashes are written bare, as
 // pam_pwdfile reads them; a disabled account has '!' in front of its hash.
 #pragma once
