@@ -267,8 +267,17 @@ AccountStore::Result fail(AccountStore::Status s, std::string m) { return {s, st
 PwdfileBackend::Result PwdfileBackend::rewrite(
     const std::function<Result(std::vector<std::string>& lines)>& edit) {
   const std::string lock_path = path_ + ".lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  // flock needs no write access: read-only, so a lock file that is not ours
+  // but readable still works.  Root (mailauth-user) gives the lock file the
+  // users file's owner and group, so the daemon's rehash can open it too.
+  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
   if (!lock) return fail(Status::TempFail, "cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::geteuid() == 0) {
+    struct stat users {}, lst {};
+    if (::stat(path_.c_str(), &users) == 0 && ::fstat(lock.get(), &lst) == 0 &&
+        (lst.st_uid != users.st_uid || lst.st_gid != users.st_gid))
+      (void)!::fchown(lock.get(), users.st_uid, users.st_gid);
+  }
   if (::flock(lock.get(), LOCK_EX) != 0)
     return fail(Status::TempFail, "cannot lock " + lock_path + ": " + std::strerror(errno));
 
