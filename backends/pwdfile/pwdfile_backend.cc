@@ -68,8 +68,8 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::current(std::string
     bool read_error = false;
     auto table = load(id, error, &read_error);
     if (table) {
-      if (failing_) log::info("pwdfile " + name() + ": " + path_ + " is readable again");
-      failing_ = false;
+      if (!failure_.empty()) log::info("pwdfile " + name() + ": " + path_ + " is readable again");
+      failure_.clear();
       table_ = table;
       loaded_ = id;
       return table_;
@@ -80,10 +80,11 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::current(std::string
       // the error "unknown" -- the chain would ask the next backend.  The
       // last complete table stays in force; loaded_ is not updated, so the
       // next lookup reads again.
-      if (!failing_)
-        log::error("pwdfile " + name() + ": " + *error + "; serving the last complete table (" +
-                   std::to_string(table_->users.size()) + " users) until a read succeeds");
-      failing_ = true;
+      const std::string message = *error + "; serving the last complete table (" +
+                                  std::to_string(table_->users.size()) +
+                                  " users) until a read succeeds";
+      if (message != failure_) log::error("pwdfile " + name() + ": " + message);
+      failure_ = message;
       error->clear();
       return table_;
     }
@@ -91,8 +92,8 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::current(std::string
   // Missing or unopenable (or never read completely): a temporary failure.
   // Serving the old table would accept a password that may have been changed
   // or an account that was removed.
-  if (!failing_) log::error("pwdfile " + name() + ": " + *error);
-  failing_ = true;
+  if (*error != failure_) log::error("pwdfile " + name() + ": " + *error);
+  failure_ = *error;
   table_.reset();
   return nullptr;
 }

@@ -109,7 +109,7 @@ class PwdfileBackend final : public Backend, public AccountStore {
   std::mutex mutex_;
   std::shared_ptr<const Table> table_;
   FileId loaded_{};
-  bool failing_ = false;  // the last attempt to read the file failed (log once per change)
+  std::string failure_;    // why the file did not read last time, as logged ("": it did)
   ReadFunction read_;      // empty: ::read
 };
 

@@ -188,6 +188,11 @@ TEST(PwdfileReadError, AnErrorMidFileIsNeverATableCutShort) {
   b.set_read_function(failing_after(first.size()));
   EXPECT_EQ(find(b, "bob").credential.stored.view(), "{PLAIN}b");
   EXPECT_EQ(find(b, "carol").status, Status::Unknown);
+  // Removed meanwhile: no stale table for a file that is gone.
+  std::filesystem::rename(path, path + ".away");
+  EXPECT_EQ(find(b, "bob").status, Status::TempFail);
+  std::filesystem::rename(path + ".away", path);
+  EXPECT_EQ(find(b, "bob").status, Status::TempFail);  // no complete table now
   b.set_read_function(nullptr);
   EXPECT_EQ(find(b, "bob").credential.stored.view(), "{PLAIN}b2");
   EXPECT_EQ(find(b, "carol").status, Status::Found);
