@@ -24,6 +24,10 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
+# The daemon's user and group ([daemon] user/group): make install creates the
+# user (without DESTDIR) and gives it /var/lib/mailauth and the pwdfile there.
+MAILAUTH_USER  ?= mailauth
+MAILAUTH_GROUP ?= $(MAILAUTH_USER)
 # The output of `make check` ends with ctest's summary, not make's chatter.
 MAKEFLAGS += --no-print-directory
 
@@ -96,6 +100,10 @@ fuzz:
 	    echo "fuzz_$$t found a crash, timeout or leak:"; ls $(FUZZ_BUILD)/crash-$$t-*; exit 1; fi; \
 	done
 
+# The pwdfile lives in a directory of its own that the daemon's user owns,
+# /var/lib/mailauth: a rehash (run as that user) writes a temporary file there
+# and renames it over the old one, keeping its owner; /etc/mailauth (the
+# configuration, secrets) stays root's.  An existing passwd is left as it is.
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 	install -d $(DESTDIR)/etc/mailauth
@@ -107,10 +115,21 @@ install: build
 	install -m 0644 conf/mailauthd-mux.socket conf/mailauthd-dovecot.socket $(DESTDIR)/lib/systemd/system/
 	install -d $(DESTDIR)$(PREFIX)/share/doc/mailauth
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/mailauth/
-	@if [ -z "$(DESTDIR)" ] && ! getent passwd mailauth >/dev/null; then \
-	  echo "creating system user mailauth"; \
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd $(MAILAUTH_USER) >/dev/null; then \
+	  echo "creating system user $(MAILAUTH_USER)"; \
 	  useradd --system --home-dir /nonexistent --no-create-home \
-	    --shell /usr/sbin/nologin --user-group mailauth; \
+	    --shell /usr/sbin/nologin --user-group $(MAILAUTH_USER); \
+	fi
+	install -d -m 0750 $(DESTDIR)/var/lib/mailauth
+	@owner=; \
+	if [ "$$(id -u)" = 0 ] && getent passwd $(MAILAUTH_USER) >/dev/null; then \
+	  owner=$(MAILAUTH_USER):$(MAILAUTH_GROUP); chown $$owner $(DESTDIR)/var/lib/mailauth; \
+	else \
+	  echo "note: give /var/lib/mailauth and its passwd to $(MAILAUTH_USER):$(MAILAUTH_GROUP) (chown)"; \
+	fi; \
+	if [ ! -e $(DESTDIR)/var/lib/mailauth/passwd ]; then \
+	  install -m 0640 /dev/null $(DESTDIR)/var/lib/mailauth/passwd; \
+	  if [ -n "$$owner" ]; then chown $$owner $(DESTDIR)/var/lib/mailauth/passwd; fi; \
 	fi
 
 clean:

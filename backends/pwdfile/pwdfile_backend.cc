@@ -7,8 +7,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "src/password/schemes.h"
 #include "src/util/fd.h"
@@ -67,44 +65,105 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::current(std::string
   std::lock_guard lock(mutex_);
   if (error->empty() && table_ && id == loaded_) return table_;
   if (error->empty()) {
-    auto table = load(id, error);
+    bool read_error = false;
+    auto table = load(id, error, &read_error);
     if (table) {
-      if (failing_) log::info("pwdfile " + name() + ": " + path_ + " is readable again");
-      failing_ = false;
+      if (!failure_.empty()) log::info("pwdfile " + name() + ": " + path_ + " is readable again");
+      failure_.clear();
       table_ = table;
       loaded_ = id;
       return table_;
     }
+    if (read_error && table_) {
+      // The file opens but does not read to its end (EIO, ...): what was read
+      // is not the table, and taking it for one would make every user after
+      // the error "unknown" -- the chain would ask the next backend.  The
+      // last complete table stays in force; loaded_ is not updated, so the
+      // next lookup reads again.
+      const std::string message = *error + "; serving the last complete table (" +
+                                  std::to_string(table_->users.size()) +
+                                  " users) until a read succeeds";
+      if (message != failure_) log::error("pwdfile " + name() + ": " + message);
+      failure_ = message;
+      error->clear();
+      return table_;
+    }
   }
-  // Unreadable: a temporary failure.  Serving the old table would accept a
-  // password that may have been changed or an account that was removed.
-  if (!failing_) log::error("pwdfile " + name() + ": " + *error);
-  failing_ = true;
+  // Missing or unopenable (or never read completely): a temporary failure.
+  // Serving the old table would accept a password that may have been changed
+  // or an account that was removed.
+  if (*error != failure_) log::error("pwdfile " + name() + ": " + *error);
+  failure_ = *error;
   table_.reset();
   return nullptr;
 }
 
+bool PwdfileBackend::read_file(std::string* contents, std::string* error,
+                               bool* read_error) const {
+  *read_error = false;
+  contents->clear();
+  UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    *error = "cannot read " + path_ + ": " + std::strerror(errno);
+    return false;
+  }
+  // Room for the whole file at once: the hashes are not left behind in
+  // buffers a growing string would free.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0)
+    contents->reserve(static_cast<std::size_t>(st.st_size) + 1);
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = read_ ? read_(fd.get(), buf, sizeof buf) : ::read(fd.get(), buf, sizeof buf);
+    if (n == 0) break;  // the end of the file, and only that
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = "error reading " + path_ + ": " + std::strerror(errno);
+      *read_error = true;
+      wipe(buf, sizeof buf);
+      wipe(contents->data(), contents->size());
+      contents->clear();
+      return false;
+    }
+    contents->append(buf, static_cast<std::size_t>(n));
+  }
+  wipe(buf, sizeof buf);
+  return true;
+}
+
+namespace {
+// The lines of a file's contents, as getline gives them: split at '\n', no
+// empty line after a final '\n'.
+template <typename F>
+void for_each_line(std::string& contents, F&& f) {
+  std::size_t pos = 0;
+  while (pos < contents.size()) {
+    std::size_t nl = contents.find('\n', pos);
+    if (nl == std::string::npos) nl = contents.size();
+    f(std::string_view(contents.data() + pos, nl - pos));
+    pos = nl + 1;
+  }
+}
+}  // namespace
+
 std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::load(const FileId& id,
                                                                   std::string* error,
+                                                                  bool* read_error,
                                                                   int attempt) {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) {
-    *error = "cannot read " + path_ + ": " + std::strerror(errno);
-    return nullptr;
-  }
+  std::string contents;
+  if (!read_file(&contents, error, read_error)) return nullptr;
   auto table = std::make_shared<Table>();
-  std::string line;
   int lineno = 0;
   int bad = 0;
-  while (std::getline(in, line)) {
+  for_each_line(contents, [&](std::string_view line) {
     ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     std::size_t start = line.find_first_not_of(" \t");
-    if (start == std::string::npos || line[start] == '#') continue;
+    if (start == std::string_view::npos || line[start] == '#') return;
     const auto colon = line.find(':');
-    const auto end = line.find(':', colon == std::string::npos ? 0 : colon + 1);
+    const auto end = line.find(':', colon == std::string_view::npos ? 0 : colon + 1);
     std::string problem;
-    if (colon == std::string::npos) problem = "no ':' between user and hash";
+    if (colon == std::string_view::npos) problem = "no ':' between user and hash";
     else if (colon == 0) problem = "empty user name";
     else if (end == colon + 1 || colon + 1 == line.size()) problem = "empty hash";
     if (!problem.empty()) {
@@ -112,23 +171,17 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::load(const FileId& 
       log::warning("pwdfile " + name() + ": " + path_ + ":" + std::to_string(lineno) + ": " +
                    problem + "; line skipped");
       ++bad;
-      wipe(line.data(), line.size());
-      continue;
+      return;
     }
-    std::string user = line.substr(0, colon);
-    std::string_view hash(line.data() + colon + 1,
-                          (end == std::string::npos ? line.size() : end) - colon - 1);
+    std::string user(line.substr(0, colon));
+    std::string_view hash = line.substr(colon + 1, (end == std::string_view::npos ? line.size() : end) - colon - 1);
     auto [it, inserted] = table->users.try_emplace(user, Entry{Secret(hash), lineno});
     if (!inserted)
       log::warning("pwdfile " + name() + ": " + path_ + ":" + std::to_string(lineno) +
                    ": user " + log::sanitize(user) + " already defined on line " +
                    std::to_string(it->second.line) + "; the first one is used");
-    wipe(line.data(), line.size());
-  }
-  if (in.bad()) {
-    *error = "error reading " + path_ + ": " + std::strerror(errno);
-    return nullptr;
-  }
+  });
+  wipe(contents.data(), contents.size());
   // A writer that rewrites the file in place (instead of rename) could have
   // changed it while we read; read again on the next lookup in that case.
   struct stat st {};
@@ -136,7 +189,7 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::load(const FileId& 
     FileId after{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
     if (!(after == id) && attempt < 3) {
       log::debug("pwdfile " + name() + ": " + path_ + " changed while being read; re-reading");
-      return load(after, error, attempt + 1);
+      return load(after, error, read_error, attempt + 1);
     }
   }
   log::info("pwdfile " + name() + ": loaded " + std::to_string(table->users.size()) +
@@ -215,8 +268,17 @@ AccountStore::Result fail(AccountStore::Status s, std::string m) { return {s, st
 PwdfileBackend::Result PwdfileBackend::rewrite(
     const std::function<Result(std::vector<std::string>& lines)>& edit) {
   const std::string lock_path = path_ + ".lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  // flock needs no write access: read-only, so a lock file that is not ours
+  // but readable still works.  Root (mailauth-user) gives the lock file the
+  // users file's owner and group, so the daemon's rehash can open it too.
+  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
   if (!lock) return fail(Status::TempFail, "cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::geteuid() == 0) {
+    struct stat users {}, lst {};
+    if (::stat(path_.c_str(), &users) == 0 && ::fstat(lock.get(), &lst) == 0 &&
+        (lst.st_uid != users.st_uid || lst.st_gid != users.st_gid))
+      (void)!::fchown(lock.get(), users.st_uid, users.st_gid);
+  }
   if (::flock(lock.get(), LOCK_EX) != 0)
     return fail(Status::TempFail, "cannot lock " + lock_path + ": " + std::strerror(errno));
 
@@ -225,10 +287,14 @@ PwdfileBackend::Result PwdfileBackend::rewrite(
   struct stat st {};
   bool existed = ::stat(path_.c_str(), &st) == 0;
   if (existed) {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
-    std::string line;
-    while (std::getline(in, line)) lines.push_back(line);
+    // All of it or nothing: lines read up to a read error, written back,
+    // would drop every user after it.
+    std::string contents, error;
+    bool read_error = false;
+    if (!read_file(&contents, &error, &read_error))
+      return fail(Status::TempFail, error + "; nothing written");
+    for_each_line(contents, [&](std::string_view l) { lines.emplace_back(l); });
+    wipe(contents.data(), contents.size());
   } else if (errno != ENOENT) {
     return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
   }
@@ -243,11 +309,26 @@ PwdfileBackend::Result PwdfileBackend::rewrite(
   if (!tmp) return fail(Status::TempFail, "cannot create a file in " + dir + ": " + std::strerror(errno));
   auto cleanup = [&] { ::unlink(tmpl.c_str()); };
   if (existed) {
-    // Keep the old file's owner and mode (e.g. root:mailauth 0640).
-    if (::fchmod(tmp.get(), st.st_mode & 07777) != 0 ||
-        (::fchown(tmp.get(), st.st_uid, st.st_gid) != 0 && ::geteuid() == 0)) {
+    // The new file gets the old one's owner, group and mode, or the file is
+    // not replaced: a writer that is not root (the daemon's rehash) cannot
+    // give a file away, and renaming its own file over the old one would
+    // hand the users file to the daemon's user (root:adm became nobody:adm).
+    // chown first: it may clear set-id bits that chmod then restores.
+    const std::string owner = "owner and group (uid " + std::to_string(st.st_uid) + ", gid " +
+                              std::to_string(st.st_gid) + ")";
+    if (::fchown(tmp.get(), st.st_uid, st.st_gid) != 0) {
+      const int e = errno;
       cleanup();
-      return fail(Status::TempFail, "cannot set the owner or mode of " + tmpl + ": " + std::strerror(errno));
+      return fail(Status::TempFail,
+                  "cannot keep the " + owner + " of " + path_ + ": " + std::strerror(e) +
+                      " (running as uid " + std::to_string(::geteuid()) +
+                      ": only root or the file's owner, in its group, can); nothing written");
+    }
+    if (::fchmod(tmp.get(), st.st_mode & 07777) != 0) {
+      const int e = errno;
+      cleanup();
+      return fail(Status::TempFail, "cannot keep the mode of " + path_ + ": " + std::strerror(e) +
+                                        "; nothing written");
     }
   } else {
     ::fchmod(tmp.get(), 0640);
@@ -396,19 +477,21 @@ PwdfileBackend::Result PwdfileBackend::import(const std::vector<NewAccount>& ent
 }
 
 PwdfileBackend::Result PwdfileBackend::list(std::string_view domain, std::vector<Account>* out) {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) return fail(Status::TempFail, "cannot read " + path_ + ": " + std::strerror(errno));
-  std::string line;
-  while (std::getline(in, line)) {
+  std::string contents, error;
+  bool read_error = false;
+  if (!read_file(&contents, &error, &read_error)) return fail(Status::TempFail, error);
+  std::vector<Account> found;
+  for_each_line(contents, [&](std::string_view line) {
     std::string_view u = user_of(line);
-    if (u.empty()) continue;
+    if (u.empty()) return;
     if (!domain.empty()) {
       const auto at = u.rfind('@');
-      if (at == std::string_view::npos || u.substr(at + 1) != domain) continue;
+      if (at == std::string_view::npos || u.substr(at + 1) != domain) return;
     }
-    out->push_back(Account{std::string(u), "", hash_of(line).rfind('!', 0) != 0});
-    wipe(line.data(), line.size());
-  }
+    found.push_back(Account{std::string(u), "", hash_of(line).rfind('!', 0) != 0});
+  });
+  wipe(contents.data(), contents.size());
+  for (auto& a : found) out->push_back(std::move(a));
   return {Status::Done, {}};
 }
 

@@ -8,8 +8,13 @@
 // The file is re-read automatically when it changes (its inode, size, mtime
 // or ctime differ from what was loaded), checked on every lookup, so a
 // rewritten file takes effect on the next login with no restart.  A malformed
-// line is logged once, with its line number, and skipped.  If the file cannot
-// be read, lookups are a temporary failure (never a stale accept).
+// line is logged once, with its line number, and skipped.  If the file is
+// missing or cannot be opened, lookups are a temporary failure (never a stale
+// accept).  A read error (read(2) fails after the open: EIO, ...) is never
+// taken for the end of the file: the table is read completely or not at all.
+// Until a complete read succeeds the last complete table stays in force (the
+// error is logged once, the read retried at every lookup); with no complete
+// table yet, lookups are a temporary failure, never "unknown user".
 //
 // Config keys: path (required), default_scheme ("CRYPT", or "PLAIN" for a
 // file of plaintext passwords), rehash (a mailauth-user scheme: upgrade a
@@ -18,8 +23,10 @@
 // Writes (mailauth-user) keep every other line as it was (comments, order,
 // extra fields) and are safe against concurrent writers and the reading
 // daemon: an exclusive flock on PATH.lock, a temporary file in the same
-// directory written and fsync'ed, chmod/chown to the old file's mode and
-// owner, rename over the old file, fsync of the directory.  A reader sees
+// directory written and fsync'ed, chown/chmod to the old file's owner, group
+// and mode (a writer that cannot -- not root, nor the owner in the file's
+// group -- writes nothing and says why), rename over the old file, fsync of
+// the directory.  A reader sees
 // the old file or the new one, never a mix.  Hashes are written bare, as
 // pam_pwdfile reads them; a disabled account has '!' in front of its hash.
 #pragma once
@@ -62,7 +69,15 @@ class PwdfileBackend final : public Backend, public AccountStore {
                 std::vector<Result>* results) override;
   bool wants_scheme_prefix() const override { return false; }
 
+  // The read(2) used on the users file; tests inject read errors with it.
+  using ReadFunction = std::function<ssize_t(int fd, void* buf, std::size_t count)>;
+  void set_read_function(ReadFunction read) { read_ = std::move(read); }
+
  private:
+  // The whole file, or false with `error` set ("cannot read PATH: ..." when it
+  // cannot be opened, "error reading PATH: ..." on a read error).
+  bool read_file(std::string* contents, std::string* error, bool* read_error) const;
+
   // Runs `edit` on the file's lines under the write lock and replaces the
   // file if it returns Done.
   Result rewrite(const std::function<Result(std::vector<std::string>& lines)>& edit);
@@ -86,14 +101,16 @@ class PwdfileBackend final : public Backend, public AccountStore {
   // Returns the current table, re-reading the file if it changed; nullptr
   // with `error` set if it cannot be read.
   std::shared_ptr<const Table> current(std::string* error);
-  std::shared_ptr<const Table> load(const FileId& id, std::string* error, int attempt = 0);
+  std::shared_ptr<const Table> load(const FileId& id, std::string* error, bool* read_error,
+                                    int attempt = 0);
 
   const std::string path_;
   const std::string default_scheme_;
   std::mutex mutex_;
   std::shared_ptr<const Table> table_;
   FileId loaded_{};
-  bool failing_ = false;  // the last attempt to read the file failed (log once per change)
+  std::string failure_;    // why the file did not read last time, as logged ("": it did)
+  ReadFunction read_;      // empty: ::read
 };
 
 }  // namespace mailauth::backend

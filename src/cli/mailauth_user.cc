@@ -206,8 +206,18 @@ class Tool {
       if (!path.empty() && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
         const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (fd >= 0) {
+          // Root gives a new file the owner and group of its directory: in
+          // the layout make install creates (/var/lib/mailauth, the daemon's
+          // user's) the daemon can read it and rewrite it (rehash).
+          const auto slash = path.rfind('/');
+          const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+          struct stat dst {};
+          std::string owner;
+          if (::geteuid() == 0 && ::stat(dir.c_str(), &dst) == 0 &&
+              ::fchown(fd, dst.st_uid, dst.st_gid) == 0 && (dst.st_uid != 0 || dst.st_gid != 0))
+            owner = " (owner and group of " + dir + ")";
           ::close(fd);
-          std::cerr << args_.program() << ": created " << path << "\n";
+          std::cerr << args_.program() << ": created " << path << owner << "\n";
         }
       }
     }

@@ -1,12 +1,16 @@
 """What `make install` ships is usable: the example configuration passes
---check-config, the systemd units pass systemd-analyze verify, and make
-install puts every file in place."""
+--check-config, the systemd units pass systemd-analyze verify, make
+install puts every file in place, and the pwdfile rehash works under the
+unit's sandbox with the layout make install creates."""
+import grp
 import os
+import pwd
+import re
 import shutil
 import subprocess
 import unittest
 
-from harness import BUILD, DaemonTestCase, MAILAUTHD, which
+from harness import BUILD, DaemonTestCase, MAILAUTHD, MAILAUTH_USER, mkpasswd, which
 
 SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -17,9 +21,8 @@ class PackagingTest(DaemonTestCase):
         with open(os.path.join(SOURCE, "conf", "mailauthd.conf")) as f:
             text = f.read()
         users = self.write("passwd", "alice:{PLAIN}x\n")
-        self.assertIn('path = "/etc/mailauth/passwd"', text)
-        conf = self.write("mailauthd.conf", text.replace('path = "/etc/mailauth/passwd"',
-                                                         f'path = "{users}"'))
+        shipped = shipped_pwdfile_path(text)
+        conf = self.write("mailauthd.conf", text.replace(f'path = "{shipped}"', f'path = "{users}"'))
         r = subprocess.run([MAILAUTHD, "--check-config", "--config", conf], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -62,6 +65,197 @@ class PackagingTest(DaemonTestCase):
         with open(os.path.join(dest, "lib/systemd/system/mailauthd.service")) as f:
             self.assertIn("ExecStart=/usr/sbin/mailauthd ", f.read())
         self.assertEqual(os.stat(os.path.join(dest, "etc/mailauth/mailauthd.conf")).st_mode & 0o777, 0o640)
+
+
+
+def unit_service_settings(path):
+    """{key: [values]} of the [Service] section of a unit file."""
+    settings, section = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                section = line
+                continue
+            if section == "[Service]" and "=" in line:
+                key, value = line.split("=", 1)
+                settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def shipped_pwdfile_path(conf_text):
+    """The path of the first (uncommented) pwdfile backend of the shipped config."""
+    m = re.search(r'^\[\[backend\]\]\s*\ntype = "pwdfile"\n(?:[^\[].*\n)*?path = "([^"]+)"',
+                  conf_text, re.M)
+    if m is None:
+        raise AssertionError("the shipped config has no pwdfile backend with a path")
+    return m.group(1)
+
+
+class RehashUnderTheUnitTest(DaemonTestCase):
+    """The documented rehash, with the files `make install` lays out, under
+    the shipped unit's sandbox: ProtectSystem=strict makes the file system
+    read-only but for ReadWritePaths=, and the daemon runs as [daemon] user.
+
+    The machine may have no systemd as PID 1 (then systemd-run cannot start
+    anything) and no "mailauth" user; the test stands in for both: `make
+    install` with MAILAUTH_USER=nobody MAILAUTH_GROUP=nogroup into a DESTDIR,
+    and the sandbox's file-system part in a private mount namespace (unshare):
+    the staged root bind-mounted read-only, each ReadWritePaths= directory of
+    the unit, under the staged root, mounted read-write again, the unit's
+    UMask= and NoNewPrivileges=."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: make install with owners, mount namespaces")
+        self.unit = unit_service_settings(os.path.join(SOURCE, "conf", "mailauthd.service"))
+        with open(os.path.join(SOURCE, "conf", "mailauthd.conf")) as f:
+            self.users = shipped_pwdfile_path(f.read())
+        self.assertEqual(self.unit.get("ProtectSystem"), ["strict"])
+        # Where the unit lets the service write (a leading "-": may be missing).
+        self.writable = [p.lstrip("-") for v in self.unit.get("ReadWritePaths", []) for p in v.split()]
+
+    def stage(self):
+        """make install into DESTDIR with nobody:nogroup standing in for mailauth."""
+        os.chmod(self.tmp, 0o755)
+        dest = self.path("dest")
+        r = subprocess.run(["make", "-C", SOURCE, "install", f"DESTDIR={dest}", "PREFIX=/usr",
+                            f"BUILD={BUILD}", "MAILAUTH_USER=nobody", "MAILAUTH_GROUP=nogroup"],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return dest
+
+    def sandbox(self, dest, writable):
+        """A wrapper that runs a command with `dest` read-only but for `writable`."""
+        script = [f"mount --rbind {dest} {dest}", f"mount -o remount,bind,ro {dest}"]
+        for d in writable:
+            script.append(f"mount --bind {dest}{d} {dest}{d} && mount -o remount,bind,rw {dest}{d}")
+        umask = (self.unit.get("UMask") or ["0022"])[-1]
+        script.append(f"umask {umask}")
+        nnp = ["--no-new-privs"] if self.unit.get("NoNewPrivileges", ["no"])[-1] == "yes" else []
+        script.append('exec "$@"')
+        return [which("unshare"), "-m", "--propagation", "private", "sh", "-ec",
+                "\n".join(script), "sh", which("setpriv"), *nnp]
+
+    def config(self, dest):
+        return f"""
+[daemon]
+user = "nobody"
+group = "nogroup"
+log = "stderr"
+workers = 2
+control_socket = "{self.path('control')}"
+
+[saslauthd]
+socket = "{self.path('mux')}"
+mode = "0666"
+
+[[backend]]
+type = "pwdfile"
+path = "{dest}{self.users}"
+rehash = "argon2id"
+"""
+
+    def login(self, password):
+        return self.mailauth_test("-f", self.path("mux"), "-u", "alice", "-p", password).returncode
+
+    def test_the_users_directory_is_writable_under_the_unit(self):
+        users_dir = os.path.dirname(self.users)
+        self.assertTrue(any(users_dir == w or users_dir.startswith(w.rstrip("/") + "/")
+                            for w in self.writable),
+                        f"ProtectSystem=strict and no ReadWritePaths= for {users_dir}: "
+                        f"a rehash cannot create its temporary file there ({self.writable})")
+
+    def run_rehash(self, writable):
+        """Stage, add alice (sha512-crypt) as root with mailauth-user, log her
+        in through a daemon in the sandbox; returns (dest, daemon)."""
+        dest = self.stage()
+        users = dest + self.users
+        nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+        self.assertTrue(os.path.exists(users), f"make install creates {self.users}")
+        st = os.stat(os.path.dirname(users))
+        self.assertEqual((st.st_uid, st.st_gid), (nobody, nogroup),
+                         f"make install gives {os.path.dirname(self.users)} to the daemon's user")
+        conf = self.write("mailauthd.conf", self.config(dest))
+        r = subprocess.run([MAILAUTH_USER, "--config", conf, "add", "alice", "--scheme",
+                            "sha512-crypt", "--password-stdin"], input="alice-pw\n",
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(conf) as f:
+            text = f.read()
+        d = self.daemon(text, socket_path=self.path("mux"), wrapper=self.sandbox(dest, writable))
+        self.assertEqual(self.login("alice-pw"), 0, d.log())
+        return users, d
+
+    def test_rehash_works_in_the_units_sandbox_with_the_installed_layout(self):
+        users, d = self.run_rehash([w for w in self.writable
+                                    if os.path.isdir(self.path("dest") + w) or
+                                    w == os.path.dirname(self.users)])
+        self.assertIn('reason="rehashed SHA512-CRYPT to argon2id"', d.log())
+        self.assertNotIn("rehash of", d.log())
+        st = os.stat(users)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                         (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid, 0o640))
+        with open(users) as f:
+            self.assertRegex(f.read(), r"^alice:\$argon2id\$")
+        self.assertEqual(self.login("alice-pw"), 0)
+
+    def test_without_read_write_paths_the_sandbox_refuses_the_rehash(self):
+        """The other half: the emulated sandbox does bite.  Without the unit's
+        ReadWritePaths= the same rehash fails (read-only file system) and the
+        login still succeeds."""
+        users, d = self.run_rehash([])
+        d.wait_log("rehash of alice in pwdfile skipped")
+        self.assertIn("Read-only file system", d.log())
+        with open(users) as f:
+            self.assertRegex(f.read(), r"^alice:\$6\$")
+
+    def test_mailauth_user_creates_a_missing_users_file_for_the_daemon(self):
+        """Run as root, mailauth-user gives a users file it creates the owner
+        and group of its directory: the daemon's, in the installed layout."""
+        dest = self.stage()
+        users = dest + self.users
+        os.unlink(users)
+        conf = self.write("mailauthd.conf", self.config(dest))
+        r = subprocess.run([MAILAUTH_USER, "--config", conf, "add", "bob", "--password-stdin"],
+                           input="bob-pw\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("created", r.stderr)
+        st = os.stat(users)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                         (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid, 0o640))
+        lock = os.stat(users + ".lock")
+        self.assertEqual((lock.st_uid, lock.st_gid), (st.st_uid, st.st_gid),
+                         "the lock file root created is the daemon's too")
+
+    def test_rehash_under_systemd_run(self):
+        """The real sandbox, where systemd runs: the rewrite a rehash does
+        (mailauth-user passwd as the daemon's user), started by systemd-run
+        with the unit's ProtectSystem=, ReadWritePaths= (the staged users
+        directory in place of the installed one), UMask= and NoNewPrivileges=."""
+        if not os.path.isdir("/run/systemd/system"):
+            raise unittest.SkipTest("systemd is not PID 1 on this machine: systemd-run cannot "
+                                    "start a unit (the sandbox is emulated by the tests above)")
+        dest = self.stage()
+        users = dest + self.users
+        conf = self.write("mailauthd.conf", self.config(dest))
+        os.chmod(conf, 0o644)
+        with open(users, "a") as f:
+            f.write(f"alice:{mkpasswd('alice-pw')}\n")
+        props = ["ProtectSystem=strict", f"ReadWritePaths={os.path.dirname(users)}",
+                 f"UMask={self.unit.get('UMask', ['0022'])[-1]}",
+                 f"NoNewPrivileges={self.unit.get('NoNewPrivileges', ['no'])[-1]}"]
+        r = subprocess.run([which("systemd-run"), "--wait", "--pipe", "--collect", "--quiet",
+                            "--uid=nobody", "--gid=nogroup"] + [f"--property={p}" for p in props]
+                           + [MAILAUTH_USER, "--config", conf, "passwd", "alice", "--password-stdin"],
+                           input="alice-pw2\n", capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        st = os.stat(users)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                         (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid, 0o640))
 
 
 if __name__ == "__main__":

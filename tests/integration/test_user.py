@@ -1,14 +1,16 @@
 """mailauth-user on a pwdfile: every subcommand and exit code, hashes that
 independent tools verify, concurrent writers while mailauthd reads, the
 cache flushed after a change, import."""
+import grp
 import json
 import os
+import pwd
 import subprocess
 import threading
 import time
 import unittest
 
-from harness import (DaemonTestCase, MAILAUTH_USER, which)
+from harness import (DaemonTestCase, MAILAUTH_USER, mkpasswd, which)
 
 OK_LINE = '0: OK "Success."'
 
@@ -232,6 +234,89 @@ path = "{self.passwd}"
         r = self.user("import", src, "--scheme", "sha256-crypt", "--update")
         self.assertIn("0 added, 202 updated", r.stderr)
         self.assertEqual(self.user("verify", "exists", "--password-stdin", input="new\n").returncode, 0)
+
+
+class RehashOwnerTest(DaemonTestCase):
+    """Rehash-on-login by a daemon that is not root: the rewritten pwdfile
+    keeps its owner, group and mode, or is not rewritten at all."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: files owned by root:adm, a daemon run as nobody")
+        try:
+            self.nobody = pwd.getpwnam("nobody").pw_uid
+            self.adm = grp.getgrnam("adm").gr_gid
+        except KeyError as e:
+            raise unittest.SkipTest(f"no such user or group on this machine: {e}")
+        # The daemon runs as nobody:adm.  It can read the users file through
+        # group adm and create files in its directory (root:adm 0770).
+        os.chmod(self.tmp, 0o755)
+        self.dir = self.path("users")
+        os.mkdir(self.dir)
+        os.chown(self.dir, 0, self.adm)
+        os.chmod(self.dir, 0o770)
+        self.passwd = os.path.join(self.dir, "passwd")
+        self.mux = self.path("mux")
+        self.text = f"# kept as it is\nalice:{mkpasswd('alice-pw')}\nbob:{{PLAIN}}bob-pw:extra\n"
+
+    def start(self):
+        return self.daemon(f"""
+[daemon]
+user = "nobody"
+group = "adm"
+log = "stderr"
+workers = 2
+control_socket = "{self.path('control')}"
+
+[saslauthd]
+socket = "{self.mux}"
+mode = "0666"
+
+[[backend]]
+type = "pwdfile"
+path = "{self.passwd}"
+rehash = "argon2id"
+""", socket_path=self.mux)
+
+    def users_file(self, uid, gid, mode):
+        with open(self.passwd, "w") as f:
+            f.write(self.text)
+        os.chown(self.passwd, uid, gid)
+        os.chmod(self.passwd, mode)
+
+    def login(self, user, password):
+        return self.mailauth_test("-f", self.mux, "-u", user, "-p", password).returncode
+
+    def test_a_rehash_that_cannot_keep_the_owner_writes_nothing(self):
+        self.users_file(0, self.adm, 0o640)
+        d = self.start()
+        self.assertEqual(self.login("alice", "alice-pw"), 0, d.log())
+        # The rehash runs before the answer: the file is as it will stay.
+        st = os.stat(self.passwd)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, self.adm, 0o640))
+        with open(self.passwd) as f:
+            self.assertEqual(f.read(), self.text)
+        d.wait_log("rehash of alice in pwdfile skipped")
+        self.assertRegex(d.log(), r"rehash of alice in pwdfile skipped: .*owner")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["passwd", "passwd.lock"],
+                         "no temporary file is left behind")
+        self.assertEqual(self.login("alice", "alice-pw"), 0, "the old hash still logs in")
+
+    def test_a_rehash_by_the_files_owner_keeps_owner_group_and_mode(self):
+        self.users_file(self.nobody, self.adm, 0o640)
+        d = self.start()
+        self.assertEqual(self.login("alice", "alice-pw"), 0, d.log())
+        d.wait_log('reason="rehashed SHA512-CRYPT to argon2id"')
+        st = os.stat(self.passwd)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (self.nobody, self.adm, 0o640))
+        with open(self.passwd) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0], "# kept as it is")
+        self.assertTrue(lines[1].startswith("alice:$argon2id$"), lines[1])
+        self.assertEqual(lines[2], "bob:{PLAIN}bob-pw:extra")
+        self.assertNotIn("rehash of", d.log())
+        self.assertEqual(self.login("alice", "alice-pw"), 0, "the new hash logs in")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,133 @@ TEST(Pwdfile, UnreadableFileIsATemporaryFailureNotAStaleAnswer) {
   EXPECT_EQ(find(b, "alice").status, Status::Found);
 }
 
+// A read error (the file opens but read(2) fails: EIO from a failing disk,
+// EISDIR here) is not an end of file.  A table read up to the error would
+// lack the users after it, and "unknown" sends the chain to the next backend.
+
+// The file is replaced by one that opens but cannot be read: the last
+// complete table stays in force until a complete read succeeds.
+TEST(PwdfileReadError, AReloadThatFailsToReadKeepsTheLastCompleteTable) {
+  TempDir dir;
+  const std::string path = dir.file("passwd");
+  write_file(path, "alice:{PLAIN}a\nbob:{PLAIN}b\n");
+  PwdfileBackend b("p", path, "CRYPT");
+  ASSERT_EQ(find(b, "bob").status, Status::Found);
+  std::filesystem::remove(path);
+  std::filesystem::create_directory(path);  // open(O_RDONLY) works, read() fails
+  for (const char* user : {"alice", "bob"}) {
+    auto r = find(b, user);
+    EXPECT_EQ(r.status, Status::Found) << user << ": " << r.reason;
+  }
+  EXPECT_EQ(find(b, "carol").status, Status::Unknown);  // unknown in the complete table
+  std::filesystem::remove(path);
+  write_file(path, "alice:{PLAIN}a2\n");  // readable again: the new table
+  EXPECT_EQ(find(b, "alice").credential.stored.view(), "{PLAIN}a2");
+  EXPECT_EQ(find(b, "bob").status, Status::Unknown);
+}
+
+// Never read completely: every lookup is a temporary failure, never "unknown".
+TEST(PwdfileReadError, NoCompleteTableYetIsATemporaryFailureNotUnknown) {
+  TempDir dir;
+  const std::string path = dir.file("passwd");
+  std::filesystem::create_directory(path);
+  PwdfileBackend b("p", path, "CRYPT");
+  for (const char* user : {"alice", "nobody"}) {
+    auto r = find(b, user);
+    EXPECT_EQ(r.status, Status::TempFail) << user;
+    EXPECT_NE(r.reason.find("error reading"), std::string::npos) << r.reason;
+  }
+  EXPECT_NE(b.check(), "");
+}
+
+// A write (mailauth-user, rehash) that cannot read the whole file writes
+// nothing and says so: a temporary failure, not "no such user" and never a
+// file cut short at the error.
+TEST(PwdfileReadError, AWriteThatCannotReadTheFileIsATemporaryFailure) {
+  TempDir dir;
+  const std::string path = dir.file("passwd");
+  std::filesystem::create_directory(path);
+  PwdfileBackend b("p", path, "CRYPT");
+  auto r = b.set_password("alice", "{PLAIN}new");
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  EXPECT_NE(r.message.find("error reading"), std::string::npos) << r.message;
+  r = b.replace_password("alice", "{PLAIN}a", "{PLAIN}new");
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  std::vector<AccountStore::Account> accounts;
+  EXPECT_EQ(b.list("", &accounts).status, AccountStore::Status::TempFail);
+  EXPECT_TRUE(std::filesystem::is_directory(path));
+}
+
+// read(2) that hands out the first `good` bytes of the file, then fails
+// with EIO: a disk error in the middle of the file.
+PwdfileBackend::ReadFunction failing_after(std::size_t good) {
+  auto done = std::make_shared<std::size_t>(0);
+  return [done, good](int fd, void* buf, std::size_t count) -> ssize_t {
+    if (*done >= good) {
+      errno = EIO;
+      return -1;
+    }
+    const ssize_t n = ::read(fd, buf, std::min(count, good - *done));
+    if (n > 0) *done += static_cast<std::size_t>(n);
+    return n;
+  };
+}
+
+TEST(PwdfileReadError, AnErrorMidFileIsNeverATableCutShort) {
+  TempDir dir;
+  const std::string path = dir.file("passwd");
+  const std::string first = "alice:{PLAIN}a\n";
+  write_file(path, first + "bob:{PLAIN}b\n");
+  PwdfileBackend b("p", path, "CRYPT");
+  b.set_read_function(failing_after(first.size()));
+  // Never read completely: bob is not "unknown", nor is alice "found".
+  for (const char* user : {"alice", "bob", "carol"}) {
+    auto r = find(b, user);
+    EXPECT_EQ(r.status, Status::TempFail) << user;
+    EXPECT_NE(r.reason.find("Input/output error"), std::string::npos) << r.reason;
+  }
+  b.set_read_function(nullptr);
+  ASSERT_EQ(find(b, "bob").status, Status::Found);
+  // A changed file that fails mid-way: the last complete table, bob included.
+  write_file(path, first + "bob:{PLAIN}b2\ncarol:{PLAIN}c\n");
+  b.set_read_function(failing_after(first.size()));
+  EXPECT_EQ(find(b, "bob").credential.stored.view(), "{PLAIN}b");
+  EXPECT_EQ(find(b, "carol").status, Status::Unknown);
+  // Removed meanwhile: no stale table for a file that is gone.
+  std::filesystem::rename(path, path + ".away");
+  EXPECT_EQ(find(b, "bob").status, Status::TempFail);
+  std::filesystem::rename(path + ".away", path);
+  EXPECT_EQ(find(b, "bob").status, Status::TempFail);  // no complete table now
+  b.set_read_function(nullptr);
+  EXPECT_EQ(find(b, "bob").credential.stored.view(), "{PLAIN}b2");
+  EXPECT_EQ(find(b, "carol").status, Status::Found);
+}
+
+TEST(PwdfileReadError, ARewriteWithAnErrorMidFileWritesNothing) {
+  TempDir dir;
+  const std::string path = dir.file("passwd");
+  const std::string text = "# users\nalice:{PLAIN}a\nbob:{PLAIN}b\n";
+  write_file(path, text);
+  PwdfileBackend b("p", path, "CRYPT");
+  b.set_read_function(failing_after(10));
+  auto r = b.add("carol", "{PLAIN}c", "", true);
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  EXPECT_NE(r.message.find("nothing written"), std::string::npos) << r.message;
+  r = b.replace_password("alice", "{PLAIN}a", "{PLAIN}new");
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  std::ifstream in(path, std::ios::binary);
+  std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(now, text);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_TRUE(e.path().filename() == "passwd" || e.path().filename() == "passwd.lock")
+        << "left behind: " << e.path();
+  // And the same writes once the file reads again.
+  b.set_read_function(nullptr);
+  EXPECT_EQ(b.add("carol", "{PLAIN}c", "", true).status, AccountStore::Status::Done);
+  EXPECT_EQ(find(b, "bob").status, Status::Found);
+  EXPECT_EQ(find(b, "carol").status, Status::Found);
+}
+
 TEST(Pwdfile, DefaultSchemeIsPassedOn) {
   TempDir dir;
   write_file(dir.file("passwd"), "alice:plaintext\n");
