@@ -379,6 +379,44 @@ void drop_privileges(const std::string& user, const std::string& group) {
   log::info("running as user " + user);
 }
 
+namespace {
+
+// --check-config after the configuration parsed and the chain was built:
+// what start-up would still fail on is an error (1); a backend that cannot
+// be reached now is not -- mailauthd starts without it and answers
+// temporary failures until it is back -- so it is a warning (exit 0), or
+// exit kExitUnreachable with --strict.
+int check_config(const DaemonOptions& opt, const auth::BackendChain& chain) {
+  int invalid = 0, unreachable = 0;
+  for (const auto& b : chain.backends()) {
+    const backend::Backend::Health h = b->health();
+    if (h.problem.empty()) continue;
+    if (h.unreachable) {
+      std::cerr << "mailauthd: warning: backend " << b->name() << ": " << h.problem
+                << " (not a configuration error: mailauthd starts and answers temporary "
+                   "failures until it can connect)\n";
+      ++unreachable;
+    } else {
+      std::cerr << "mailauthd: backend " << b->name() << ": " << h.problem << "\n";
+      ++invalid;
+    }
+  }
+  if (invalid) return 1;
+  const std::size_t n = chain.backends().size();
+  if (unreachable && opt.strict) {
+    std::cerr << "mailauthd: --strict: " << unreachable << " of " << n << " backend"
+              << (n == 1 ? "" : "s") << " cannot be reached now\n";
+    return kExitUnreachable;
+  }
+  std::cout << (opt.saslauthd ? std::string("saslauthd command line") : opt.config_path)
+            << ": configuration OK (" << n << " backend" << (n == 1 ? "" : "s");
+  if (unreachable) std::cout << ", " << unreachable << " not reachable now";
+  std::cout << ")\n";
+  return 0;
+}
+
+}  // namespace
+
 int run_daemon(const DaemonOptions& opt) {
   password::init();
   config::Config cfg;
@@ -397,21 +435,7 @@ int run_daemon(const DaemonOptions& opt) {
     std::cerr << "mailauthd: " << e.what() << "\n";
     return 1;
   }
-  if (opt.check_config) {
-    int problems = 0;
-    for (const auto& b : chain->backends()) {
-      std::string problem = b->check();
-      if (!problem.empty()) {
-        std::cerr << "mailauthd: backend " << b->name() << ": " << problem << "\n";
-        ++problems;
-      }
-    }
-    if (problems) return 1;
-    std::cout << (opt.saslauthd ? std::string("saslauthd command line") : opt.config_path)
-              << ": configuration OK (" << chain->backends().size()
-              << " backend" << (chain->backends().size() == 1 ? "" : "s") << ")\n";
-    return 0;
-  }
+  if (opt.check_config) return check_config(opt, *chain);
   const bool to_stderr_too = log_target(cfg, opt) != log::Target::Stderr;
   try {
     Daemon d(opt, std::move(cfg), std::move(chain));
