@@ -351,6 +351,16 @@ Config parse(std::string_view text, const std::string& file) {
 
 }  // namespace
 
+std::string key_message(const Config& cfg, std::string_view table, std::string_view key,
+                        std::string_view message) {
+  const toml::node* n = cfg.doc ? cfg.doc->get(table) : nullptr;
+  try {
+    section_for(cfg, n, std::string(table)).fail(key, message);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+}
+
 std::string saslauthd_group() {
   if (::geteuid() != 0) return {};
   std::vector<char> buf(16384);

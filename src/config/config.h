@@ -189,6 +189,12 @@ Config from_saslauthd_args(const SaslauthdArgs& args);
 // (the files then keep the daemon's own group).
 std::string saslauthd_group();
 
+// "FILE:LINE: key 'TABLE.KEY': MESSAGE", as a ConfigError would say it, for a
+// value checked after parsing (the line of the key's value when it is in the
+// file, else of the table).
+std::string key_message(const Config& cfg, std::string_view table, std::string_view key,
+                        std::string_view message);
+
 // Parse and validate a configuration file.  Throws ConfigError.
 Config load_file(const std::string& path);
 // Parse from text (the file name is only used in messages).  Throws ConfigError.

@@ -23,9 +23,12 @@ Options:
   --foreground     do not detach; log to stderr unless the configuration's
                    [daemon] log key says otherwise
   --debug          log every step at debug level (passwords are never logged)
-  --check-config   parse and validate the configuration, open each backend,
-                   print what is wrong (file:line: key 'table.key': problem);
-                   exit 0 if usable, 1 if not.  Never listens.  A backend
+  --check-config   parse and validate the configuration, check that the user
+                   and group names in it exist ([daemon] user, group,
+                   control_group; each socket's owner and group), open each
+                   backend, print what is wrong (file:line: key
+                   'table.key': problem); exit 0 if usable, 1 if not (what
+                   would stop mailauthd from starting).  Never listens.  A backend
                    that cannot be reached now (its database server down,
                    refusing connections, not answering) is a warning on
                    stderr, not an error: mailauthd starts without it and

@@ -2,6 +2,7 @@
 Cyrus SASL's own testsaslauthd (sasl2-bin) and mailauth-test."""
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -421,6 +422,67 @@ connect_timeout = "1s"
                     self.assertNotIn("configuration OK", r.stdout)
                 r = self.unit_exec_start_pre(conf)
                 self.assertEqual(r.returncode, 1, r.stderr)
+
+
+    # --- --check-config resolves the names start-up resolves ------------------
+
+    def start_fails(self, conf):
+        """mailauthd started on CONF: its exit status and output (it must exit)."""
+        p = subprocess.Popen([MAILAUTHD, "--foreground", "--config", conf],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            self.fail(f"mailauthd started with {conf}")
+        return p.returncode, out
+
+    def test_check_config_fails_on_names_that_do_not_exist(self):
+        import grp
+        import pwd
+        missing = "mailauth-no-such-name"
+        for lookup in (pwd.getpwnam, grp.getgrnam):
+            with self.assertRaises(KeyError, msg=f"{missing} exists on this system"):
+                lookup(missing)
+        # Names that exist (and numbers) are fine.
+        ok = self.write("ok.conf", self.config(
+            extra_daemon=f'user = "nobody"\ngroup = "{grp.getgrgid(0).gr_name}"\n'
+                         f'control_socket = "{self.path("ctl")}"\ncontrol_group = "0"',
+            extra_mux='owner = "root"\ngroup = "0"'))
+        r = self.check_config(ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("does not exist", r.stderr)
+        self.assertFalse(os.path.exists(self.sock), "--check-config never listens")
+        cases = (
+            ("user", dict(extra_daemon=f'user = "{missing}"'),
+             f"key 'daemon.user': user '{missing}' does not exist"),
+            ("group", dict(extra_daemon=f'user = "nobody"\ngroup = "{missing}"'),
+             f"key 'daemon.group': group '{missing}' does not exist"),
+            ("group-without-user", dict(extra_daemon='group = "0"'),
+             "key 'daemon.group': is set but [daemon] user is not"),
+            ("owner", dict(extra_mux=f'owner = "{missing}"'),
+             f"key 'saslauthd.owner': user '{missing}' does not exist"),
+            ("socket-group", dict(extra_mux=f'group = "{missing}"'),
+             f"key 'saslauthd.group': group '{missing}' does not exist"),
+            ("control-group", dict(extra_daemon=f'user = "nobody"\n'
+                                                f'control_socket = "{self.path("ctl")}"\n'
+                                                f'control_group = "{missing}"'),
+             f"key 'daemon.control_group': group '{missing}' does not exist"),
+        )
+        for name, keys, message in cases:
+            with self.subTest(name):
+                conf = self.write(name + ".conf", self.config(**keys))
+                r = self.check_config(conf)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertRegex(r.stderr, rf"{name}\.conf:\d+: " + re.escape(message))
+                self.assertNotIn("configuration OK", r.stdout)
+                # Start-up (as root, where it switches users) fails on it too.
+                if os.geteuid() == 0:
+                    rc, out = self.start_fails(conf)
+                    self.assertEqual(rc, 1, out)
+                    self.assertIn(missing if missing in message else "group is set but user is not",
+                                  out)
 
 
 if __name__ == "__main__":
