@@ -185,6 +185,16 @@ class Backend {
   // else what is wrong.
   virtual std::string check() { return {}; }
 
+  // check(), with what kind of problem it found.  A backend that cannot be
+  // reached now (its database server is down or not yet up) is not a
+  // configuration error: mailauthd starts with it and answers temporary
+  // failures until it is back, so --check-config only warns about it.
+  struct Health {
+    std::string problem;       // empty: usable
+    bool unreachable = false;  // the server cannot be reached now; the settings may be right
+  };
+  virtual Health health() { return {check(), false}; }
+
   // Writable backends return their account operations; others nullptr.
   virtual AccountStore* accounts() { return nullptr; }
 

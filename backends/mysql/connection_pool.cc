@@ -507,12 +507,12 @@ std::unique_ptr<Connection> Pool::connect(std::string* error) {
   return nullptr;
 }
 
-std::vector<std::string> Pool::probe_all(std::unique_ptr<Connection>* first_working) {
-  std::vector<std::string> out;
+std::vector<std::optional<SqlError>> Pool::probe_all(std::unique_ptr<Connection>* first_working) {
+  std::vector<std::optional<SqlError>> out;
   for (std::size_t i = 0; i < options_.endpoints.size(); ++i) {
     SqlError e;
     auto c = Connection::open(options_, i, &e);
-    out.push_back(c ? std::string() : e.text());
+    out.push_back(c ? std::nullopt : std::optional<SqlError>(e));
     if (c && first_working && !*first_working) *first_working = std::move(c);
   }
   return out;

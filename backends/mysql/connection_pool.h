@@ -223,7 +223,7 @@ class Pool {
 
   // For --check-config: connect to every host once, outside the pool.
   // One entry per endpoint: empty if it worked, else the error.
-  std::vector<std::string> probe_all(std::unique_ptr<Connection>* first_working);
+  std::vector<std::optional<SqlError>> probe_all(std::unique_ptr<Connection>* first_working);
 
   const ConnectOptions& options() const { return options_; }
 

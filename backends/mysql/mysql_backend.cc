@@ -251,6 +251,25 @@ bool refused_values(unsigned code) {
 
 constexpr unsigned kDuplicateEntry = 1062;  // ER_DUP_ENTRY
 
+// Connection errors that say the server could not be reached, or could not
+// take a session now -- what a database that is down or starting looks
+// like -- as opposed to a server refusing our settings (access denied,
+// unknown database, TLS), which is a configuration error.
+bool is_unreachable(unsigned code) {
+  switch (code) {
+    case 2002:  // CR_CONNECTION_ERROR: connect() to the socket or port failed
+    case 2003:  // CR_CONN_HOST_ERROR
+    case 2005:  // CR_UNKNOWN_HOST: the name does not resolve (yet: DNS at boot)
+    case 2006:  // CR_SERVER_GONE_ERROR
+    case 2013:  // CR_SERVER_LOST: e.g. connect_timeout during the handshake
+    case 1040:  // ER_CON_COUNT_ERROR: too many connections
+    case 1053:  // ER_SERVER_SHUTDOWN
+    case 1203:  // ER_TOO_MANY_USER_CONNECTIONS
+      return true;
+    default: return false;
+  }
+}
+
 bool is_access_denied(unsigned code) {
   return code == 1044      // ER_DBACCESS_DENIED_ERROR
          || code == 1142   // ER_TABLEACCESS_DENIED_ERROR
@@ -563,18 +582,20 @@ void MysqlBackend::warn_ambiguous(std::string_view user) {
              "%n and %d) or the duplicate is removed");
 }
 
-std::string MysqlBackend::check() {
+Backend::Health MysqlBackend::health() {
   std::unique_ptr<mysql::Connection> conn;
   const auto errors = pool_.probe_all(&conn);
   std::string all;
+  bool all_unreachable = true;
   for (std::size_t i = 0; i < errors.size(); ++i) {
-    if (errors[i].empty()) continue;
-    const std::string what = settings_.connect.endpoints[i].label() + ": " + errors[i];
+    if (!errors[i]) continue;
+    const std::string what = settings_.connect.endpoints[i].label() + ": " + errors[i]->text();
     all += (all.empty() ? "" : "; ") + what;
+    all_unreachable = all_unreachable && is_unreachable(errors[i]->code);
     if (errors.size() > 1)
       log::warning("mysql " + name() + ": cannot connect to " + log::sanitize(what, 1024));
   }
-  if (!conn) return "cannot connect to the database: " + all;
+  if (!conn) return {"cannot connect to the database: " + all, all_unreachable};
   for (int i = 0; i < kOpCount; ++i) {
     const Op op = static_cast<Op>(i);
     const auto& list = settings_.statements[op];
@@ -602,12 +623,12 @@ std::string MysqlBackend::check() {
                        " (mailauthd only reads; mailauth-user needs this privilege)");
           continue;
         }
-        return where + ": " + e.text();
+        return {where + ": " + e.text()};
       }
       const bool reads = op == kLookup || op == kList;
-      if (reads && columns.empty()) return where + ": returns no columns; it must be a SELECT";
+      if (reads && columns.empty()) return {where + ": returns no columns; it must be a SELECT"};
       if (!reads && !columns.empty())
-        return where + ": returns rows; it must change data (INSERT, UPDATE, DELETE)";
+        return {where + ": returns rows; it must change data (INSERT, UPDATE, DELETE)"};
     }
   }
   return {};

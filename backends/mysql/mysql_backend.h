@@ -119,7 +119,12 @@ class MysqlBackend final : public Backend, public AccountStore {
   LookupResult lookup(const Query& query) override;
   // Connects to every host, prepares every statement and checks the shape of
   // its result: empty if usable (a down secondary host is a warning only).
-  std::string check() override;
+  std::string check() override { return health().problem; }
+  // check(), with `unreachable` set when no host could be reached and every
+  // host failed for want of a server (refused, timed out, no such socket,
+  // host name not resolved, server full or shutting down) rather than
+  // refusing our settings (credentials, database, TLS).
+  Health health() override;
 
   // --- AccountStore: the account operations mailauth-user uses ----------------
   // Each runs its statement(s) (a list runs in one transaction) on a pooled

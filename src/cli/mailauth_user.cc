@@ -68,7 +68,10 @@ Commands:
                   print (or run) the SQL schema of the mysql backend's preset
 
 Options:
-  --config FILE       mailauthd's configuration [default: /etc/mailauth/mailauthd.conf]
+  --config FILE       mailauthd's configuration [default: /etc/mailauth/mailauthd.conf];
+                      only its [[backend]] tables and [daemon] control_socket
+                      are used, so a file with just those will do (an admin
+                      host that only manages accounts needs no listener)
   --backend NAME      the backend to write to (its `name`, default its type)
                       [default: the first writable one: pwdfile or mysql]
   --scheme S          argon2id (default), yescrypt, bcrypt, sha512-crypt,
@@ -172,7 +175,9 @@ class Tool {
   // Loads the configuration and the target backend.  Exits on errors.
   void open_backend(bool create_missing_file) {
     try {
-      cfg_ = mailauth::config::load_file(opt_.config);
+      // Backends (and the control socket) are all it needs: a file without
+      // [saslauthd] or [dovecot], for an admin host, is fine here.
+      cfg_ = mailauth::config::load_file(opt_.config, mailauth::config::Reader::AccountTool);
     } catch (const mailauth::config::ConfigError& e) {
       std::cerr << args_.program() << ": " << e.what() << "\n";
       std::exit(kUsage);

@@ -177,7 +177,7 @@ Section section_for(const Config& cfg, const toml::node* n, std::string path) {
   return Section(cfg.doc, t, cfg.file, std::move(path), line_of(n, 1));
 }
 
-Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
+Config build(std::shared_ptr<const toml::table> doc, const std::string& file, Reader reader) {
   Config cfg;
   cfg.file = file;
   cfg.doc = doc;
@@ -336,15 +336,15 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file) {
 
   if (cfg.backends.empty())
     throw ConfigError(file + ": no [[backend]] is configured; add at least one");
-  if (!cfg.mux && !cfg.dovecot)
+  if (reader == Reader::Daemon && !cfg.mux && !cfg.dovecot)
     throw ConfigError(file + ": no listener is configured; add a [saslauthd] or [dovecot] table");
   return cfg;
 }
 
-Config parse(std::string_view text, const std::string& file) {
+Config parse(std::string_view text, const std::string& file, Reader reader) {
   try {
     auto doc = std::make_shared<toml::table>(toml::parse(text, file));
-    return build(std::move(doc), file);
+    return build(std::move(doc), file, reader);
   } catch (const toml::parse_error& e) {
     std::ostringstream out;
     out << file << ":" << e.source().begin.line << ": syntax error: " << e.description();
@@ -353,6 +353,16 @@ Config parse(std::string_view text, const std::string& file) {
 }
 
 }  // namespace
+
+std::string key_message(const Config& cfg, std::string_view table, std::string_view key,
+                        std::string_view message) {
+  const toml::node* n = cfg.doc ? cfg.doc->get(table) : nullptr;
+  try {
+    section_for(cfg, n, std::string(table)).fail(key, message);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+}
 
 std::string saslauthd_group() {
   if (::geteuid() != 0) return {};
@@ -435,21 +445,21 @@ Config from_saslauthd_args(const SaslauthdArgs& a) {
                       ": mailauthd supports -a pam, shadow, pwdfile and mysql");
   }
   doc->insert("backend", std::move(backends));
-  Config cfg = build(std::move(doc), where);
+  Config cfg = build(std::move(doc), where, Reader::Daemon);
   cfg.mux->socket.dir_mode = 0710;
   return cfg;
 }
 
-Config load_file(const std::string& path) {
+Config load_file(const std::string& path, Reader reader) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
   std::ostringstream buf;
   buf << in.rdbuf();
-  return parse(buf.str(), path);
+  return parse(buf.str(), path, reader);
 }
 
-Config load_string(std::string_view text, const std::string& file_name) {
-  return parse(text, file_name);
+Config load_string(std::string_view text, const std::string& file_name, Reader reader) {
+  return parse(text, file_name, reader);
 }
 
 }  // namespace mailauth::config

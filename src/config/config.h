@@ -190,9 +190,23 @@ Config from_saslauthd_args(const SaslauthdArgs& args);
 // (the files then keep the daemon's own group).
 std::string saslauthd_group();
 
+// "FILE:LINE: key 'TABLE.KEY': MESSAGE", as a ConfigError would say it, for a
+// value checked after parsing (the line of the key's value when it is in the
+// file, else of the table).
+std::string key_message(const Config& cfg, std::string_view table, std::string_view key,
+                        std::string_view message);
+
+// Who reads the configuration.  mailauthd needs a listener ([saslauthd] or
+// [dovecot]); mailauth-user needs only the backends (and the control
+// socket, if any), so an admin host that only manages accounts, or a file a
+// configuration tool writes just for the CLI, may have no listener table.
+// Everything present is validated the same way for both.
+enum class Reader { Daemon, AccountTool };
+
 // Parse and validate a configuration file.  Throws ConfigError.
-Config load_file(const std::string& path);
+Config load_file(const std::string& path, Reader reader = Reader::Daemon);
 // Parse from text (the file name is only used in messages).  Throws ConfigError.
-Config load_string(std::string_view text, const std::string& file_name);
+Config load_string(std::string_view text, const std::string& file_name,
+                   Reader reader = Reader::Daemon);
 
 }  // namespace mailauth::config

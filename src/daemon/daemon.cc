@@ -430,6 +430,95 @@ void drop_privileges(const std::string& user, const std::string& group) {
   log::info("running as user " + user);
 }
 
+namespace {
+
+bool user_exists(const std::string& name) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* result = nullptr;
+  return getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result) == 0 && result != nullptr;
+}
+
+// The user and group names start-up resolves -- [daemon] user and group
+// (drop_privileges, started as root), each socket's owner and group and the
+// control socket's group (UnixListener) -- each checked as start-up checks
+// it; one message per name it would fail on.
+std::vector<std::string> unresolvable_names(const config::Config& cfg) {
+  std::vector<std::string> out;
+  auto problem = [&](std::string_view table, std::string_view key, const std::string& message) {
+    out.push_back(config::key_message(cfg, table, key, message));
+  };
+  auto check_id = [&](std::string_view table, std::string_view key, const std::string& name,
+                      auto lookup) {
+    if (name.empty()) return;
+    try {
+      lookup(name);
+    } catch (const std::runtime_error& e) {
+      problem(table, key, e.what());
+    }
+  };
+  const config::DaemonConfig& d = cfg.daemon;
+  if (!d.user.empty() && !user_exists(d.user))
+    problem("daemon", "user",
+            "user '" + d.user + "' does not exist (make install creates \"mailauth\"; or change "
+            "the key)");
+  if (d.user.empty() && !d.group.empty())
+    problem("daemon", "group", "is set but [daemon] user is not");
+  check_id("daemon", "group", d.group, lookup_gid);
+  const std::pair<std::string_view, const config::SocketConfig*> sockets[] = {
+      {"saslauthd", cfg.mux ? &cfg.mux->socket : nullptr},
+      {"dovecot", cfg.dovecot ? &cfg.dovecot->socket : nullptr}};
+  for (const auto& [table, socket] : sockets) {
+    if (socket == nullptr) continue;
+    check_id(table, "owner", socket->owner, lookup_uid);
+    check_id(table, "group", socket->group, lookup_gid);
+  }
+  if (!d.control_socket.empty()) check_id("daemon", "control_group", d.control_group, lookup_gid);
+  return out;
+}
+
+// --check-config after the configuration parsed and the chain was built:
+// what start-up would still fail on (a name that does not exist, a backend
+// that refuses its settings) is an error (1); a backend that cannot
+// be reached now is not -- mailauthd starts without it and answers
+// temporary failures until it is back -- so it is a warning (exit 0), or
+// exit kExitUnreachable with --strict.
+int check_config(const DaemonOptions& opt, const config::Config& cfg,
+                 const auth::BackendChain& chain) {
+  int invalid = 0, unreachable = 0;
+  for (const std::string& problem : unresolvable_names(cfg)) {
+    std::cerr << "mailauthd: " << problem << "\n";
+    ++invalid;
+  }
+  for (const auto& b : chain.backends()) {
+    const backend::Backend::Health h = b->health();
+    if (h.problem.empty()) continue;
+    if (h.unreachable) {
+      std::cerr << "mailauthd: warning: backend " << b->name() << ": " << h.problem
+                << " (not a configuration error: mailauthd starts and answers temporary "
+                   "failures until it can connect)\n";
+      ++unreachable;
+    } else {
+      std::cerr << "mailauthd: backend " << b->name() << ": " << h.problem << "\n";
+      ++invalid;
+    }
+  }
+  if (invalid) return 1;
+  const std::size_t n = chain.backends().size();
+  if (unreachable && opt.strict) {
+    std::cerr << "mailauthd: --strict: " << unreachable << " of " << n << " backend"
+              << (n == 1 ? "" : "s") << " cannot be reached now\n";
+    return kExitUnreachable;
+  }
+  std::cout << (opt.saslauthd ? std::string("saslauthd command line") : opt.config_path)
+            << ": configuration OK (" << n << " backend" << (n == 1 ? "" : "s");
+  if (unreachable) std::cout << ", " << unreachable << " not reachable now";
+  std::cout << ")\n";
+  return 0;
+}
+
+}  // namespace
+
 int run_daemon(const DaemonOptions& opt) {
   password::init();
   config::Config cfg;
@@ -448,21 +537,7 @@ int run_daemon(const DaemonOptions& opt) {
     std::cerr << "mailauthd: " << e.what() << "\n";
     return 1;
   }
-  if (opt.check_config) {
-    int problems = 0;
-    for (const auto& b : chain->backends()) {
-      std::string problem = b->check();
-      if (!problem.empty()) {
-        std::cerr << "mailauthd: backend " << b->name() << ": " << problem << "\n";
-        ++problems;
-      }
-    }
-    if (problems) return 1;
-    std::cout << (opt.saslauthd ? std::string("saslauthd command line") : opt.config_path)
-              << ": configuration OK (" << chain->backends().size()
-              << " backend" << (chain->backends().size() == 1 ? "" : "s") << ")\n";
-    return 0;
-  }
+  if (opt.check_config) return check_config(opt, cfg, *chain);
   const bool to_stderr_too = log_target(cfg, opt) != log::Target::Stderr;
   try {
     Daemon d(opt, std::move(cfg), std::move(chain));

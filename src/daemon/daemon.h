@@ -16,9 +16,17 @@ struct DaemonOptions {
   bool foreground = false;
   bool debug = false;
   bool check_config = false;
+  // With check_config: a backend that cannot be reached now is a failure
+  // too (exit kExitUnreachable) instead of a warning.
+  bool strict = false;
   // Started with saslauthd's argv instead of a configuration file.
   std::optional<config::SaslauthdArgs> saslauthd;
 };
+
+// --check-config's exit status when the configuration is valid but a backend
+// cannot be reached now and --strict was given (without --strict: 0, and a
+// warning).  Configuration errors are 1.
+inline constexpr int kExitUnreachable = 3;
 
 // Runs the daemon; returns the process exit status.
 int run_daemon(const DaemonOptions& options);

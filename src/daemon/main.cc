@@ -8,7 +8,7 @@
 
 namespace {
 
-constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground] [--debug] [--check-config]
+constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground] [--debug] [--check-config [--strict]]
        mailauthd -a MECH [-O OPTION] [-m DIR] [-c] [-r] [-n N] [-s SIZE] [-t SECONDS] [-d]
 
 mailauthd checks mail users' passwords for Postfix (and anything else that
@@ -23,9 +23,19 @@ Options:
   --foreground     do not detach; log to stderr unless the configuration's
                    [daemon] log key says otherwise
   --debug          log every step at debug level (passwords are never logged)
-  --check-config   parse and validate the configuration, open each backend,
-                   print what is wrong (file:line: key 'table.key': problem);
-                   exit 0 if usable, 1 if not.  Never listens.
+  --check-config   parse and validate the configuration, check that the user
+                   and group names in it exist ([daemon] user, group,
+                   control_group; each socket's owner and group), open each
+                   backend, print what is wrong (file:line: key
+                   'table.key': problem); exit 0 if usable, 1 if not (what
+                   would stop mailauthd from starting).  Never listens.  A backend
+                   that cannot be reached now (its database server down,
+                   refusing connections, not answering) is a warning on
+                   stderr, not an error: mailauthd starts without it and
+                   answers temporary failures until it is back, so the
+                   unit's ExecStartPre= lets it start.
+  --strict         with --check-config: a backend that cannot be reached now
+                   makes it exit 3 (for scripts that need every backend up)
   --help           show this help and exit
   --version        show the version and exit
 
@@ -106,8 +116,9 @@ Logging:
   Syslog facility: auth.
 
 Exit status:
-  0 stopped cleanly (or --check-config: usable), 1 configuration or start-up
-  error, 2 usage error.
+  0 stopped cleanly (or --check-config: usable, a backend perhaps not
+  reachable now), 1 configuration or start-up error, 2 usage error, 3
+  --check-config --strict: valid, but a backend cannot be reached now.
 
 See conf/mailauthd.conf for every configuration key, and README.md.
 )";
@@ -176,9 +187,12 @@ int main(int argc, char** argv) {
       opt.debug = true;
     } else if (a == "--check-config") {
       opt.check_config = true;
+    } else if (a == "--strict") {
+      opt.strict = true;
     } else {
       args.usage_error("unknown option '" + a + "'");
     }
   }
+  if (opt.strict && !opt.check_config) args.usage_error("--strict goes with --check-config");
   return mailauth::run_daemon(opt);
 }

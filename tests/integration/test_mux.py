@@ -2,6 +2,8 @@
 Cyrus SASL's own testsaslauthd (sasl2-bin) and mailauth-test."""
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import stat
@@ -10,9 +12,12 @@ import threading
 import time
 import unittest
 
+from mariadb import free_port
 from harness import (DaemonTestCase, MAILAUTHD, mkpasswd, mux_exchange, mux_frame,
                      mux_reply_text, which)
 
+SOURCE = os.environ.get("MAILAUTH_SOURCE") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
 OK_LINE = '0: OK "Success."'
 NO_LINE = '0: NO "authentication failed"'
 
@@ -404,6 +409,153 @@ path = "{passwd or self.passwd}"
         r = subprocess.run([MAILAUTHD, "--bogus"], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown option '--bogus'", r.stderr)
+
+
+    # --- --check-config: a database that is down is not a configuration error
+
+    def mysql_down(self, where):
+        """A mysql backend (after the pwdfile) at WHERE, where nothing listens."""
+        secret = self.write("db.secret", "db-pw\n", 0o600)
+        return f"""
+[[backend]]
+type = "mysql"
+{where}
+user = "mailauth"
+password_file = "{secret}"
+database = "mail"
+schema = "users"
+connect_timeout = "1s"
+"""
+
+    def check_config(self, path, *options):
+        return subprocess.run([MAILAUTHD, "--check-config", *options, "--config", path],
+                              capture_output=True, text=True, timeout=60)
+
+    def unit_exec_start_pre(self, config_path):
+        """conf/mailauthd.service's ExecStartPre=, run on CONFIG_PATH."""
+        with open(os.path.join(SOURCE, "conf", "mailauthd.service")) as f:
+            lines = [l for l in f.read().splitlines() if l.startswith("ExecStartPre=")]
+        self.assertEqual(len(lines), 1, lines)
+        command = lines[0].split("=", 1)[1]
+        # A "-" prefix would ignore every failure, real configuration errors too.
+        self.assertTrue(command.startswith("@SBINDIR@/"), command)
+        argv = [MAILAUTHD if a == "@SBINDIR@/mailauthd" else
+                config_path if a == "/etc/mailauth/mailauthd.conf" else a
+                for a in shlex.split(command)]
+        self.assertIn(config_path, argv)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    def test_check_config_with_the_database_down(self):
+        port = free_port()
+        nothing = self.path("no-mysqld.sock")
+        for where, label in ((f'hosts = ["127.0.0.1:{port}"]', f"127.0.0.1:{port}"),
+                             (f'socket = "{nothing}"', f"unix:{nothing}")):
+            with self.subTest(where=where):
+                conf = self.write("down.conf", self.config() + self.mysql_down(where))
+                warning = (f"mailauthd: warning: backend mysql: cannot connect to the database: "
+                           f"{label}: Can't connect")
+                r = self.check_config(conf)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("configuration OK", r.stdout)
+                self.assertIn(warning, r.stderr)
+                # --strict, for scripts that need every backend up now: 3.
+                r = self.check_config(conf, "--strict")
+                self.assertEqual(r.returncode, 3, r.stderr)
+                self.assertIn(warning, r.stderr)
+                self.assertNotIn("configuration OK", r.stdout)
+                # The unit's ExecStartPre= lets the service start ...
+                r = self.unit_exec_start_pre(conf)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(warning, r.stderr)
+        # ... and the daemon does start, answering what it can: the pwdfile's
+        # users, and a temporary failure for users only the database knows.
+        self.daemon(self.config() + self.mysql_down(f'hosts = ["127.0.0.1:{port}"]'),
+                    socket_path=self.sock)
+        self.assert_ok("alice", "alice-pw")
+        r = self.mailauth_test("-f", self.sock, "-u", "dave@example.com", "-p", "dave-pw")
+        self.assertEqual((r.returncode, r.stdout), (3, ""), r.stderr)
+
+        # Configuration errors are still errors (1) with the database down,
+        # with or without --strict, and stop the unit.
+        down = self.mysql_down(f'hosts = ["127.0.0.1:{port}"]')
+        for name, text, message in (
+                ("workers.conf", self.config().replace("workers = 2", "workers = 0") + down,
+                 "workers.conf:3: key 'daemon.workers': must be between 1 and 256"),
+                ("syntax.conf", self.config() + down + 'read_timeout = "2s\n',
+                 "syntax error"),
+                ("escape.conf", self.config() + down +
+                 "query = \"SELECT crypt FROM users WHERE id = '%U'\"\n",
+                 "key 'backend[2].query': unknown escape %U")):
+            with self.subTest(config=name):
+                conf = self.write(name, text)
+                for options in ((), ("--strict",)):
+                    r = self.check_config(conf, *options)
+                    self.assertEqual(r.returncode, 1, (options, r.stderr))
+                    self.assertIn(message, r.stderr)
+                    self.assertNotIn("configuration OK", r.stdout)
+                r = self.unit_exec_start_pre(conf)
+                self.assertEqual(r.returncode, 1, r.stderr)
+
+
+    # --- --check-config resolves the names start-up resolves ------------------
+
+    def start_fails(self, conf):
+        """mailauthd started on CONF: its exit status and output (it must exit)."""
+        p = subprocess.Popen([MAILAUTHD, "--foreground", "--config", conf],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            self.fail(f"mailauthd started with {conf}")
+        return p.returncode, out
+
+    def test_check_config_fails_on_names_that_do_not_exist(self):
+        import grp
+        import pwd
+        missing = "mailauth-no-such-name"
+        for lookup in (pwd.getpwnam, grp.getgrnam):
+            with self.assertRaises(KeyError, msg=f"{missing} exists on this system"):
+                lookup(missing)
+        # Names that exist (and numbers) are fine.
+        ok = self.write("ok.conf", self.config(
+            extra_daemon=f'user = "nobody"\ngroup = "{grp.getgrgid(0).gr_name}"\n'
+                         f'control_socket = "{self.path("ctl")}"\ncontrol_group = "0"',
+            extra_mux='owner = "root"\ngroup = "0"'))
+        r = self.check_config(ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("does not exist", r.stderr)
+        self.assertFalse(os.path.exists(self.sock), "--check-config never listens")
+        cases = (
+            ("user", dict(extra_daemon=f'user = "{missing}"'),
+             f"key 'daemon.user': user '{missing}' does not exist"),
+            ("group", dict(extra_daemon=f'user = "nobody"\ngroup = "{missing}"'),
+             f"key 'daemon.group': group '{missing}' does not exist"),
+            ("group-without-user", dict(extra_daemon='group = "0"'),
+             "key 'daemon.group': is set but [daemon] user is not"),
+            ("owner", dict(extra_mux=f'owner = "{missing}"'),
+             f"key 'saslauthd.owner': user '{missing}' does not exist"),
+            ("socket-group", dict(extra_mux=f'group = "{missing}"'),
+             f"key 'saslauthd.group': group '{missing}' does not exist"),
+            ("control-group", dict(extra_daemon=f'user = "nobody"\n'
+                                                f'control_socket = "{self.path("ctl")}"\n'
+                                                f'control_group = "{missing}"'),
+             f"key 'daemon.control_group': group '{missing}' does not exist"),
+        )
+        for name, keys, message in cases:
+            with self.subTest(name):
+                conf = self.write(name + ".conf", self.config(**keys))
+                r = self.check_config(conf)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertRegex(r.stderr, rf"{name}\.conf:\d+: " + re.escape(message))
+                self.assertNotIn("configuration OK", r.stdout)
+                # Start-up (as root, where it switches users) fails on it too.
+                if os.geteuid() == 0:
+                    rc, out = self.start_fails(conf)
+                    self.assertEqual(rc, 1, out)
+                    self.assertIn(missing if missing in message else "group is set but user is not",
+                                  out)
 
 
 if __name__ == "__main__":

@@ -714,10 +714,18 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {dbname}.* TO '{DB_USER}'@'localhost', '
             "query = \"SELECT crypt FROM users WHERE id = '%U'\"")))
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend\[1\]\.query': unknown escape %U")
+        # No server at all: a warning, not a configuration error (mailauthd
+        # starts and answers temporary failures); --strict makes it exit 3.
         port = free_port()
-        r = self.check_config(self.config(self.mysql('schema = "users"',
-                                                     hosts=[f"127.0.0.1:{port}"])))
-        self.assertEqual(r.returncode, 1)
+        down = self.config(self.mysql('schema = "users"', hosts=[f"127.0.0.1:{port}"]))
+        r = self.check_config(down)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"warning: backend mysql: cannot connect to the database: 127.0.0.1:{port}: ",
+                      r.stderr)
+        path = self.write("down.conf", down)
+        r = subprocess.run([MAILAUTHD, "--check-config", "--strict", "--config", path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn(f"backend mysql: cannot connect to the database: 127.0.0.1:{port}: ", r.stderr)
         # A down secondary is worth a warning, not a failure.
         r = self.check_config(self.config(self.mysql(
@@ -730,6 +738,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {dbname}.* TO '{DB_USER}'@'localhost', '
         self.assertEqual(r.returncode, 1)
         self.assertIn("Access denied for user 'mailauth'", r.stderr)
         self.assertNotIn("not-the-password", r.stderr + r.stdout)
+        self.assertNotIn("warning: backend mysql", r.stderr, "a refusal is not an outage")
 
     def test_mailauth_user_writes_through_the_account_store(self):
         """mailauth-user (the real CLI) on a PostfixAdmin preset; the running

@@ -22,7 +22,26 @@ class PackagingTest(DaemonTestCase):
             text = f.read()
         users = self.write("passwd", "alice:{PLAIN}x\n")
         shipped = shipped_pwdfile_path(text)
-        conf = self.write("mailauthd.conf", text.replace(f'path = "{shipped}"', f'path = "{users}"'))
+        text = text.replace(f'path = "{shipped}"', f'path = "{users}"')
+        conf = self.write("mailauthd.conf", text)
+        # It runs as the user `make install` creates.  Where that has not
+        # happened, --check-config says so (start-up would fail on it too),
+        # and the rest is checked with a user and group that exist.
+        try:
+            pwd.getpwnam("mailauth")
+            grp.getgrnam("mailauth")
+        except KeyError:
+            r = subprocess.run([MAILAUTHD, "--check-config", "--config", conf],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertRegex(r.stderr, r"mailauthd\.conf:\d+: key 'daemon\.(user|group)': "
+                                       r"(user|group) 'mailauth' does not exist")
+            daemon_keys = 'user = "mailauth"\ngroup = "mailauth"\n'
+            self.assertEqual(text.count(daemon_keys), 1)
+            nobody = pwd.getpwnam("nobody")
+            text = text.replace(daemon_keys, f'user = "nobody"\n'
+                                             f'group = "{grp.getgrgid(nobody.pw_gid).gr_name}"\n')
+            conf = self.write("mailauthd.conf", text)
         r = subprocess.run([MAILAUTHD, "--check-config", "--config", conf], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import (DaemonTestCase, MAILAUTH_USER, mkpasswd, which)
+from harness import (DaemonTestCase, MAILAUTHD, MAILAUTH_USER, mkpasswd, which)
 
 OK_LINE = '0: OK "Success."'
 
@@ -123,6 +123,59 @@ path = "{self.passwd}"
         os.makedirs(self.passwd)  # a directory where the file should be
         r = self.user("list")
         self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_a_configuration_with_backends_only(self):
+        """An admin host (or a config tool writing a file just for the CLI) has
+        no listener tables: mailauth-user needs the backends, nothing else."""
+        only = self.write("backends-only.conf",
+                          f'[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n')
+        # ... and optionally the control socket, to flush a running daemon's cache.
+        with_ctl = self.write("backends-ctl.conf",
+                              f'[daemon]\ncontrol_socket = "{self.ctl}"\n\n'
+                              f'[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n')
+        for conf in (only, with_ctl):
+            with self.subTest(conf=os.path.basename(conf)):
+                if os.path.exists(self.passwd):
+                    os.unlink(self.passwd)
+                def user(*args, input=None):
+                    return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=input,
+                                          capture_output=True, text=True, timeout=300)
+                r = user("add", "alice@example.com", "--password-stdin", input="alice-pw\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = user("add", "bob@example.org", "--password-stdin", "--scheme", "sha512-crypt",
+                         input="bob-pw\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = user("verify", "alice@example.com", "--password-stdin", input="alice-pw\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = user("verify", "alice@example.com", "--password-stdin", input="wrong\n")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                r = user("list")
+                self.assertEqual((r.returncode, r.stdout.splitlines()),
+                                 (0, ["alice@example.com\tenabled", "bob@example.org\tenabled"]),
+                                 r.stderr)
+                self.assertEqual(len(self.lines()), 2)
+        # Everything else is still checked: a typo is an error, not ignored.
+        typo = self.write("typo.conf", f'[daemon]\ncontrol_sockt = "{self.ctl}"\n\n'
+                                       f'[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n')
+        r = subprocess.run([MAILAUTH_USER, "--config", typo, "list"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("typo.conf:2: key 'daemon.control_sockt': unknown key", r.stderr)
+        # ... and backends are still needed.
+        none = self.write("none.conf", f'[daemon]\ncontrol_socket = "{self.ctl}"\n')
+        r = subprocess.run([MAILAUTH_USER, "--config", none, "list"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("none.conf: no [[backend]] is configured; add at least one", r.stderr)
+        # mailauthd itself still needs a listener, in --check-config and at start-up.
+        for conf in (only, with_ctl):
+            for args in (["--check-config"], ["--foreground"]):
+                r = subprocess.run([MAILAUTHD, *args, "--config", conf], capture_output=True,
+                                   text=True, timeout=60)
+                self.assertEqual(r.returncode, 1, (args, r.stdout, r.stderr))
+                self.assertIn(f"{conf}: no listener is configured; add a [saslauthd] or [dovecot] "
+                              "table", r.stderr)
+                self.assertFalse(os.path.exists(self.ctl))
 
     def test_hashes_verify_with_independent_tools(self):
         doveadm = which("doveadm")

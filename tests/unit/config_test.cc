@@ -141,6 +141,32 @@ TEST(Config, NeedsABackendAndAListener) {
             "test.conf: no listener is configured; add a [saslauthd] or [dovecot] table");
 }
 
+// mailauth-user needs the backends only: no listener is fine, the rest is
+// checked as for the daemon.
+TEST(Config, TheAccountToolNeedsNoListener) {
+  const Reader tool = Reader::AccountTool;
+  Config c = load_string("[daemon]\ncontrol_socket = \"/run/c\"\n\n"
+                         "[[backend]]\ntype = \"pwdfile\"\npath = \"/etc/hostname\"\n",
+                         "test.conf", tool);
+  EXPECT_FALSE(c.mux);
+  EXPECT_FALSE(c.dovecot);
+  ASSERT_EQ(c.backends.size(), 1u);
+  EXPECT_EQ(c.backends[0].type, "pwdfile");
+  EXPECT_EQ(c.daemon.control_socket, "/run/c");
+  auto tool_error = [&](std::string_view text) {
+    try {
+      load_string(text, "test.conf", tool);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(tool_error("[daemon]\nworkers = 0\n[[backend]]\ntype = \"pwdfile\"\n"),
+            "test.conf:2: key 'daemon.workers': must be between 1 and 256");
+  EXPECT_EQ(tool_error("[daemon]\ncontrol_socket = \"/run/c\"\n"),
+            "test.conf: no [[backend]] is configured; add at least one");
+}
+
 }  // namespace
 }  // namespace mailauth::config
 
