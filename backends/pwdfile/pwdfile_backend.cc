@@ -202,8 +202,29 @@ LookupResult PwdfileBackend::lookup(const Query& query) {
   std::string error;
   auto table = current(&error);
   if (!table) return {backend::Status::TempFail, {}, error};
-  auto it = table->users.find(std::string(query.user));
-  if (it == table->users.end()) return {backend::Status::Unknown, {}, {}};
+  return find(*table, query);
+}
+
+std::optional<LookupResult> PwdfileBackend::lookup_now(const Query& query) {
+  // The event loop: one stat(2) to see the file is the one loaded, and the
+  // table if no worker holds it (a worker re-reading the file holds the
+  // lock for the read).  Anything else -- changed, unreadable, being read --
+  // is lookup()'s job on a worker.
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return std::nullopt;
+  const FileId id{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+  std::shared_ptr<const Table> table;
+  {
+    std::unique_lock lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || !table_ || !(id == loaded_) || !failure_.empty()) return std::nullopt;
+    table = table_;
+  }
+  return find(*table, query);
+}
+
+LookupResult PwdfileBackend::find(const Table& table, const Query& query) const {
+  auto it = table.users.find(std::string(query.user));
+  if (it == table.users.end()) return {backend::Status::Unknown, {}, {}};
   LookupResult r;
   r.status = backend::Status::Found;
   std::string_view stored = it->second.stored.view();

@@ -52,6 +52,9 @@ class PwdfileBackend final : public Backend, public AccountStore {
 
   Kind kind() const override { return Kind::Lookup; }
   LookupResult lookup(const Query& query) override;
+  // From the table in memory when the file is the one loaded (one stat(2));
+  // nullopt when it changed, cannot be read, or a worker is reading it.
+  std::optional<LookupResult> lookup_now(const Query& query) override;
   std::string check() override;
 
   const std::string& path() const { return path_; }
@@ -101,6 +104,7 @@ class PwdfileBackend final : public Backend, public AccountStore {
   // Returns the current table, re-reading the file if it changed; nullptr
   // with `error` set if it cannot be read.
   std::shared_ptr<const Table> current(std::string* error);
+  LookupResult find(const Table& table, const Query& query) const;
   std::shared_ptr<const Table> load(const FileId& id, std::string* error, bool* read_error,
                                     int attempt = 0);
 

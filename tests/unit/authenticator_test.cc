@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -598,6 +599,30 @@ TEST(LoopPath, ARehashIsNeverDoneOnTheLoop) {
   std::string line;
   std::getline(in, line);
   EXPECT_EQ(password::scheme_of(line.substr(6)), "SHA256-CRYPT") << "rehashed on the worker";
+}
+
+TEST(LoopPath, APwdfileAnswersFromMemoryUntilTheFileChanges) {
+  TempDir dir;
+  write_file(dir.file("a"), "alice:{PLAIN}pw\n");
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  v.push_back(std::make_unique<backend::PwdfileBackend>("file", dir.file("a"), "CRYPT"));
+  LoopPathFixture f(std::move(v));
+  // The first lookup reads the file: a worker.
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.counting.submitted, 1);
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.run("alice", "wrong").outcome, Outcome::Fail);
+  EXPECT_EQ(f.counting.submitted, 1);
+  // A rewritten file is read again on a worker, and takes effect at once.
+  write_file(dir.file("a"), "alice:{PLAIN}new-pw\n");
+  EXPECT_EQ(f.run("alice", "pw").outcome, Outcome::Fail);
+  EXPECT_EQ(f.counting.submitted, 2);
+  EXPECT_EQ(f.run("alice", "new-pw").outcome, Outcome::Ok);
+  EXPECT_EQ(f.counting.submitted, 2);
+  // A file that is gone is a temporary failure, from the worker.
+  std::filesystem::remove(dir.file("a"));
+  EXPECT_EQ(f.run("alice", "new-pw").outcome, Outcome::TempFail);
+  EXPECT_EQ(f.counting.submitted, 3);
 }
 
 TEST(Schemes, OnlyMicrosecondSchemesAreCheap) {
