@@ -10,6 +10,10 @@
 #                   ASan/UBSan
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each (default 20)
 #   make sim        the simulator on new seeds for SIM_SECONDS (default 60)
+#   make bench      install the peers, build, and measure mailauthd against
+#                   saslauthd, Dovecot's auth service, the crypt(3) limit and
+#                   echo servers (scripts/bench-compare.sh; root; about 5
+#                   minutes at BENCH_SECONDS=3 per cell)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
 #   make clean
@@ -31,7 +35,8 @@ MAILAUTH_GROUP ?= $(MAILAUTH_USER)
 # The output of `make check` ends with ctest's summary, not make's chatter.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz install clean
+BENCH_SECONDS ?= 3
+.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench install clean
 
 all: build
 
@@ -99,6 +104,11 @@ fuzz:
 	  if ls $(FUZZ_BUILD)/crash-$$t-* >/dev/null 2>&1; then \
 	    echo "fuzz_$$t found a crash, timeout or leak:"; ls $(FUZZ_BUILD)/crash-$$t-*; exit 1; fi; \
 	done
+
+# One table: mailauthd / best peer / limit, per path and concurrency; the raw
+# numbers of every daemon; RSS with idle connections.  BENCH_SECONDS per cell.
+bench:
+	BUILD=$(BUILD) BENCH_SECONDS=$(BENCH_SECONDS) scripts/bench-compare.sh
 
 # The pwdfile lives in a directory of its own that the daemon's user owns,
 # /var/lib/mailauth: a rehash (run as that user) writes a temporary file there

@@ -4,6 +4,7 @@
 #
 #   scripts/install-deps.sh          build + test dependencies (what `make check` needs)
 #   scripts/install-deps.sh --build  only what building and `make run` need
+#   scripts/install-deps.sh --bench  build + test + what `make bench` needs
 #
 # Servers that some packages ship (MariaDB, Postfix, Dovecot, saslauthd) are
 # installed for their binaries only: the tests start private instances of
@@ -20,8 +21,18 @@ TEST_PKGS="python3 sasl2-bin whois argon2 python3-argon2 dovecot-core
   postfix swaks gsasl openssl fail2ban systemd
   clang-14 libclang-rt-14-dev libpam-mysql"
 
+# make bench (scripts/bench-compare.sh): the peers it measures mailauthd
+# against that the tests do not need.  Dovecot's sql passdb on MariaDB is in
+# dovecot-mysql; saslauthd, pam_pwdfile, pam_mysql, MariaDB and dovecot-core
+# are test packages already.
+BENCH_PKGS="dovecot-mysql"
+
 pkgs="$BUILD_PKGS"
-[ "${1:-}" = "--build" ] || pkgs="$pkgs $TEST_PKGS"
+case "${1:-}" in
+  --build) ;;
+  --bench) pkgs="$pkgs $TEST_PKGS $BENCH_PKGS" ;;
+  *) pkgs="$pkgs $TEST_PKGS" ;;
+esac
 
 missing=""
 for p in $pkgs; do

@@ -1,6 +1,6 @@
 #include "src/cli/dovecot_client.h"
 
-#include <poll.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -46,6 +46,13 @@ bool DovecotClient::connect(const std::string& socket_path, std::string* error) 
     fd_.reset();
     return false;
   }
+  // Reads block with this timeout instead of a poll() before each recv():
+  // one system call less per answer, which --bench on a persistent
+  // connection notices (the load generator must stay cheaper than the
+  // servers it measures).
+  const auto ms = timeout_.count();
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (!send_line("VERSION\t1\t2") || !send_line("CPID\t" + std::to_string(::getpid()))) {
     *error = "cannot send the handshake";
     fd_.reset();
@@ -106,18 +113,18 @@ bool DovecotClient::read_line(std::string* line, std::string* error) {
       in_.erase(0, nl + 1);
       return true;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd p{fd_.get(), POLLIN, 0};
-    const int r = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) {
+    // A line trickling in byte by byte still ends at the deadline.
+    if (!in_.empty() && std::chrono::steady_clock::now() > deadline) {
       *error = "no reply within " + std::to_string(timeout_.count()) + " ms";
       return false;
     }
     char buf[4096];
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);  // SO_RCVTIMEO: at most timeout_
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      *error = "no reply within " + std::to_string(timeout_.count()) + " ms";
+      return false;
+    }
     if (n <= 0) {
       *error = n == 0 ? "connection closed without a reply (temporary failure)"
                       : std::string("read: ") + std::strerror(errno);

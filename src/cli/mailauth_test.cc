@@ -65,7 +65,8 @@ Control socket (--control SOCKET, [daemon] control_socket; usually root only):
 
 Benchmark (--bench):
   Runs C concurrent clients in a closed loop and prints auth/s, the counts of
-  OK / NO / temporary failures / errors and latency p50/p90/p99/max.
+  OK / NO / temporary failures / errors, latency p50/p90/p99/max and its own
+  CPU time per request.
   --users FILE      user:password lines, drawn at random [default: -u/-p]
   --count N         stop after N requests
   --duration S      stop after S seconds [default without --count: 1000 requests]
@@ -74,7 +75,10 @@ Benchmark (--bench):
   --persistent      with --dovecot: each client keeps one connection, as
                     Postfix's smtpd does (default: a new connection each time)
   --json            one JSON object: auth_per_s, ok, no, tempfail, errors,
-                    p50_ms, p90_ms, p99_ms, max_ms, requests, seconds
+                    p50_ms, p90_ms, p99_ms, max_ms, requests, seconds,
+                    client_cpu_s and client_cpu_us_per_req (this client's
+                    own CPU time, user + system, all threads: a load
+                    generator must cost less than the server it measures)
 )";
 
 }  // namespace

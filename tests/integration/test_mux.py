@@ -207,8 +207,9 @@ path = "{passwd or self.passwd}"
         self.assertEqual(r.returncode, 0, r.stderr)
         report = json.loads(r.stdout)
         for key in ("auth_per_s", "ok", "no", "tempfail", "errors", "p50_ms", "p90_ms", "p99_ms",
-                    "max_ms"):
+                    "max_ms", "client_cpu_s", "client_cpu_us_per_req"):
             self.assertIn(key, report)
+        self.assertGreater(report["client_cpu_us_per_req"], 0, report)
         self.assertEqual(report["ok"] + report["no"], 300, report)
         self.assertEqual(report["tempfail"] + report["errors"], 0, report)
         self.assertGreater(report["ok"], 100)
