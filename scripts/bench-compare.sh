@@ -37,7 +37,10 @@ case "$BUILD" in /*) ;; *) BUILD="$TOP/$BUILD" ;; esac
 
 [ "$(id -u)" -eq 0 ] || { echo "bench-compare: run as root (saslauthd's PAM service file goes to /etc/pam.d)" >&2; exit 2; }
 [ "${BENCH_SKIP_DEPS:-0}" = 1 ] || "$TOP/scripts/install-deps.sh" --bench
-[ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$TOP" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Configure (again): a build directory made before a target existed knows no
+# rule for it until CMake has re-read the lists.
+if [ -f "$BUILD/CMakeCache.txt" ]; then cmake -S "$TOP" -B "$BUILD" >/dev/null
+else cmake -S "$TOP" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null; fi
 cmake --build "$BUILD" -j "$(nproc)" --target mailauthd mailauth-test mailauth-user mailauth-bench-tools
 # exec: Ctrl-C and kill reach the driver, which stops what it started.
 exec python3 "$TOP/tests/bench/bench_compare.py" --build "$BUILD" "$@"

@@ -223,7 +223,7 @@ std::optional<LookupResult> PwdfileBackend::lookup_now(const Query& query) {
 }
 
 LookupResult PwdfileBackend::find(const Table& table, const Query& query) const {
-  auto it = table.users.find(std::string(query.user));
+  auto it = table.users.find(query.user);
   if (it == table.users.end()) return {backend::Status::Unknown, {}, {}};
   LookupResult r;
   r.status = backend::Status::Found;

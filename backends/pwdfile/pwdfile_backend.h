@@ -89,8 +89,13 @@ class PwdfileBackend final : public Backend, public AccountStore {
     Secret stored;
     int line = 0;
   };
+  // Looked up by string_view: no allocation per lookup.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   struct Table {
-    std::unordered_map<std::string, Entry> users;
+    std::unordered_map<std::string, Entry, NameHash, std::equal_to<>> users;
   };
   struct FileId {
     dev_t dev = 0;

@@ -382,6 +382,11 @@ Authenticator::Authenticator(EventLoop& loop, Executor& executor,
     : loop_(loop), executor_(executor), chain_(std::move(chain)), services_(std::move(services)) {}
 
 void log_attempt(const AuthRequest& r, const AuthResult& result, long long ms) {
+  // Built only if it will be written (log_level = "warning" keeps only
+  // temporary failures): formatting is most of the loop's own work on a
+  // cache hit.
+  if (!log::enabled(result.outcome == Outcome::TempFail ? log::Level::Warning : log::Level::Info))
+    return;
   std::string line = "auth:";
   line += log::kv("result", outcome_name(result.outcome));
   line += log::kv("proto", r.protocol);

@@ -21,7 +21,7 @@ Connection::~Connection() {
   // connection destroyed while still open (server destruction).
   if (!closed_) {
     cancel_timer();
-    if (watched_ != 0) loop_.remove(fd_.get());
+    if (registered_) loop_.remove(fd_.get());
   }
   wipe(out_.data(), out_.size());
 }
@@ -32,9 +32,15 @@ void Connection::update_watch() {
   if ((reading_ || draining_) && !eof_) want |= EPOLLIN | EPOLLRDHUP;
   if (want_write_) want |= EPOLLOUT;
   if (want == watched_) return;
-  if (watched_ == 0) loop_.add(fd_.get(), want, [this](uint32_t ev) { on_event(ev); });
-  else if (want == 0) loop_.remove(fd_.get());
-  else loop_.modify(fd_.get(), want);
+  // Registered once, removed at close: "not interested now" is a MOD to no
+  // events (EPOLLHUP/EPOLLERR still come: on_event() closes then), not a
+  // DEL and a later ADD, which cost an allocation in the kernel each time.
+  if (!registered_) {
+    loop_.add(fd_.get(), want, [this](uint32_t ev) { on_event(ev); });
+    registered_ = true;
+  } else {
+    loop_.modify(fd_.get(), want);
+  }
   watched_ = want;
 }
 
@@ -146,14 +152,17 @@ void Connection::linger_close(std::size_t limit, std::chrono::milliseconds timeo
 void Connection::start_drain() {
   ::shutdown(fd_.get(), SHUT_WR);
   draining_ = true;
-  update_watch();
+  // Usually the client has sent everything and closed already: read first,
+  // and watch only if it has not.
   readable();
+  update_watch();
 }
 
 void Connection::close() {
   if (closed_) return;
   cancel_timer();
-  if (watched_ != 0) loop_.remove(fd_.get());
+  if (registered_) loop_.remove(fd_.get());
+  registered_ = false;
   watched_ = 0;
   closed_ = true;
   if (session_) session_->on_close(*this);

@@ -97,6 +97,7 @@ class Connection {
   std::size_t out_pos_ = 0;
   EventLoop::TimerId timer_ = 0;
   std::uint32_t watched_ = 0;  // the events registered with the loop
+  bool registered_ = false;    // added to the loop (removed at close only)
   bool closed_ = false;
   bool reading_ = true;
   bool eof_ = false;
