@@ -143,8 +143,12 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
       const auto& cred = r.credential;
       // The stored credential is part of the cache key: a changed hash misses.
       const CredentialCache::Scope scope{b->name(), user, request.service, cred.stored.view()};
-      if (cache != nullptr && !cred.disabled) {
-        const auto hit = cache->lookup(scope, pw);
+      // A cheap scheme ({PLAIN}, digests) costs less than a cache lookup, so
+      // it is never cached: the cache on is never slower than off.
+      CredentialCache* const credential_cache =
+          password::is_cheap(cred.stored.view(), cred.default_scheme) ? nullptr : cache;
+      if (credential_cache != nullptr && !cred.disabled) {
+        const auto hit = credential_cache->lookup(scope, pw);
         if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);
       }
       // A disabled account is still checked, so that it costs what any other
@@ -164,7 +168,8 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
         return decided(Outcome::Fail, b->name(), "unusable stored credential", user);
       }
       remember_decoy(cred);
-      if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
+      if (credential_cache != nullptr)
+        credential_cache->store(scope, pw, verdict == password::Verdict::Match);
       if (verdict == password::Verdict::Match) {
         AuthResult ok = decided(Outcome::Ok, b->name(), "", user);
         rehash(*b, request, cred, &ok);
@@ -209,11 +214,12 @@ std::optional<AuthResult> BackendChain::check_password_now(const AuthRequest& re
       if (r->status == backend::Status::Unknown) continue;
       const auto& cred = r->credential;
       const CredentialCache::Scope scope{b->name(), user, request.service, cred.stored.view()};
-      if (cache != nullptr && !cred.disabled) {
+      // A cheap scheme costs less than a cache lookup: it is not cached.
+      const bool cheap = password::is_cheap(cred.stored.view(), cred.default_scheme);
+      if (cache != nullptr && !cred.disabled && !cheap) {
         const auto hit = cache->lookup(scope, pw);
         if (hit != CredentialCache::Hit::Miss) return cached_answer(hit, b->name(), user);
       }
-      const bool cheap = password::is_cheap(cred.stored.view(), cred.default_scheme);
       if (cred.disabled) {
         AuthResult no = decided(Outcome::Fail, b->name(),
                                 cred.disabled_reason.empty() ? "account disabled"
@@ -232,7 +238,6 @@ std::optional<AuthResult> BackendChain::check_password_now(const AuthRequest& re
       if (!b->rehash_scheme().empty() && b->accounts() != nullptr) return std::nullopt;
       const password::Verdict verdict = password::verify(cred.stored.view(), pw, cred.default_scheme);
       if (verdict == password::Verdict::Invalid) return std::nullopt;  // the worker reports it
-      if (cache != nullptr) cache->store(scope, pw, verdict == password::Verdict::Match);
       if (verdict == password::Verdict::Match) return decided(Outcome::Ok, b->name(), "", user);
       return decided(Outcome::Fail, b->name(), "wrong password", user);
     }

@@ -303,7 +303,9 @@ class FoldingBackend final : public backend::Backend {
     backend::LookupResult r;
     if (q.user != "alice@example.com") return r;
     r.status = backend::Status::Found;
-    r.credential.stored = Secret("{PLAIN}alice-pw");
+    // A real hash: cheap schemes are never cached.
+    static const std::string hashed = password::hash("sha256-crypt", "alice-pw");
+    r.credential.stored = Secret(hashed);
     return r;
   }
   std::mutex mutex;

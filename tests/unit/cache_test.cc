@@ -135,7 +135,7 @@ TEST(CredentialCache, ChainNeverServesAnOldPassword) {
 
 TEST(CredentialCache, StaleWindowServesDuringAnOutageOnly) {
   mailauth::testing::TempDir dir;
-  mailauth::testing::write_file(dir.file("pw"), "alice:{PLAIN}pw\n");
+  mailauth::testing::write_file(dir.file("pw"), "alice:" + password::hash("sha256-crypt", "pw") + "\n");
   std::vector<std::unique_ptr<backend::Backend>> v;
   v.push_back(std::make_unique<backend::PwdfileBackend>("pwdfile", dir.file("pw"), "CRYPT"));
   BackendChain chain(std::move(v));
