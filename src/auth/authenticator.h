@@ -62,9 +62,10 @@ class BackendChain {
   // when every backend it must ask answers from memory
   // (Backend::lookup_now()) and the answer is a cache hit, a check of a
   // cheap scheme (password::is_cheap: plaintext, digests), a refusal, or a
-  // "no" marked not costed (an unknown user, a disabled account with a real
-  // hash) that the authenticator holds back on a timer — the latter only
-  // with `uncosted_ok`, else the worker checks a decoy.  Never a crypt or
+  // "no" marked not costed (an unknown user, a negative cache hit) that the
+  // authenticator holds back on a timer — an unknown user only with
+  // `uncosted_ok`, else the worker checks a decoy.  A disabled account with
+  // a real hash goes to the worker, checked like any wrong password.  Never a crypt or
   // Argon2 hash, a PAM call or a rehash on the loop.  Never throws.
   std::optional<AuthResult> check_password_now(const AuthRequest& request,
                                                CredentialCache* cache, bool uncosted_ok) const;
@@ -209,6 +210,8 @@ class Authenticator {
   std::array<EventLoop::Clock::duration, 64> recent_{};
   std::size_t recent_next_ = 0;
   std::size_t recent_count_ = 0;
+  // How late the padding timers fired, on average (subtracted from the next).
+  EventLoop::Clock::duration pad_lateness_{};
 };
 
 }  // namespace mailauth::auth

@@ -61,14 +61,7 @@ class MuxServer::Session final : public net::Session {
           // An attempt like any other refusal: one attempt line, with the
           // fields that were read (the client address too), so that
           // fail2ban and the brute-force policy count it.
-          const mux::Request& req = decoder_->request();
-          auth::AuthRequest a;
-          a.protocol = "mux";
-          a.user = mux::effective_user(req, server_.config_.join_realm);
-          a.realm = req.realm;
-          a.service = req.service;
-          a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
-          server_.auth_.record(a,
+          server_.auth_.record(attempt_of(decoder_->request()),
                                auth::AuthResult{auth::Outcome::Fail, "-",
                                                 "field " + field + " longer than max_field (" +
                                                     limit + " bytes)"},
@@ -90,8 +83,8 @@ class MuxServer::Session final : public net::Session {
     start_auth(c);
   }
 
-  void start_auth(net::Connection& c) {
-    mux::Request& req = decoder_->request();
+  // The attempt a request's fields describe (no password).
+  auth::AuthRequest attempt_of(const mux::Request& req) const {
     auth::AuthRequest a;
     a.protocol = "mux";
     a.user = mux::effective_user(req, server_.config_.join_realm);
@@ -99,6 +92,12 @@ class MuxServer::Session final : public net::Session {
     a.service = req.service;
     // Field 5 is "ADDR;PORT" (libsasl2's SASL_IPREMOTEPORT); keep the address.
     a.client_addr = req.client_addr.substr(0, req.client_addr.rfind(';'));
+    return a;
+  }
+
+  void start_auth(net::Connection& c) {
+    mux::Request& req = decoder_->request();
+    auth::AuthRequest a = attempt_of(req);
     if (auto refusal = mux::check_request(req)) {
       // Refused before any backend: still one attempt line (fail2ban sees it).
       server_.auth_.record(a, auth::AuthResult{auth::Outcome::Fail, "-", refusal->substr(3)},

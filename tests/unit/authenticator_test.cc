@@ -562,14 +562,15 @@ TEST(LoopPath, UnknownUsersGoToTheDecoyUntilARealCheckWasTimed) {
   EXPECT_FALSE(r.costed) << "held back on a timer instead of a worker";
   EXPECT_EQ(f.counting.submitted, 2);
   // Disabled accounts: a cheap scheme is checked (same cost) on the loop,
-  // a real hash becomes a held-back no, never a hash on the loop.
+  // a real hash on a worker like any wrong password, never on the loop.
   r = f.run("dave", "dave-pw");
   EXPECT_EQ(r.outcome, Outcome::Fail);
   EXPECT_TRUE(r.costed);
+  EXPECT_EQ(f.counting.submitted, 2);
   r = f.run("erin", "erin-pw");
   EXPECT_EQ(r.outcome, Outcome::Fail);
-  EXPECT_FALSE(r.costed);
-  EXPECT_EQ(f.counting.submitted, 2);
+  EXPECT_TRUE(r.costed);
+  EXPECT_EQ(f.counting.submitted, 3);
 }
 
 TEST(LoopPath, ABackendThatWouldBlockSendsTheWholeCheckToAWorker) {
