@@ -90,8 +90,11 @@ struct DaemonConfig {
 struct SocketConfig {
   std::string path;
   mode_t mode = 0660;
-  std::string owner;  // empty: the daemon's user
-  std::string group;  // empty: the daemon's group
+  // Empty: left as created, i.e. the user and group mailauthd has when it
+  // binds -- root's when it starts as root and drops privileges afterwards
+  // (then access is by `group` and `mode`).
+  std::string owner;
+  std::string group;
   // The socket's directory, if mailauthd has to create it: this mode and the
   // socket's group (an existing directory is left as it is).  Not a key: the
   // saslauthd form sets 0710.
