@@ -294,7 +294,15 @@ path = "{passwd}"
                     detail = (f"{kind}: median {median * 1000:.2f} ms vs {base_median * 1000:.2f} ms "
                               f"for a fresh wrong password; KS D={d:.3f} p={p:.4f}")
                     print(f"\n{name} (sample {attempt}): {detail}")
-                    if abs(median - base_median) / base_median >= 0.10 or p <= 0.01:
+                    # The KS test judges the whole distribution.  A median
+                    # shift counts only with some KS evidence behind it: on
+                    # a machine whose speed drifts the times are bimodal,
+                    # and medians of identical distributions then differ by
+                    # 10-15 % (seen in CI: 11.70 vs 10.05 ms with D = 0.09,
+                    # and 9 % for the disabled user, whose path is the fresh
+                    # wrong password's own).
+                    shifted = abs(median - base_median) / base_median >= 0.10
+                    if p <= 0.01 or (shifted and p <= 0.05):
                         failures.append(detail)
                 if not failures:
                     break
