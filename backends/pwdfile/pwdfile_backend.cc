@@ -98,11 +98,11 @@ std::shared_ptr<const PwdfileBackend::Table> PwdfileBackend::current(std::string
   return nullptr;
 }
 
-bool PwdfileBackend::read_file(std::string* contents, std::string* error,
-                               bool* read_error) const {
+bool PwdfileBackend::read_file(std::string* contents, std::string* error, bool* read_error,
+                               int open_flags) const {
   *read_error = false;
   contents->clear();
-  UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | open_flags));
   if (!fd) {
     *error = "cannot read " + path_ + ": " + std::strerror(errno);
     return false;
@@ -292,11 +292,20 @@ PwdfileBackend::Result PwdfileBackend::rewrite(
   // flock needs no write access: read-only, so a lock file that is not ours
   // but readable still works.  Root (mailauth-user) gives the lock file the
   // users file's owner and group, so the daemon's rehash can open it too.
-  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
+  // The directory may be writable by the daemon's user (the rehash needs
+  // that), so nothing in it is followed or trusted when root writes: the
+  // lock is opened without following a symlink and must be a regular file
+  // with one link, or root's fchown below would hand any file (a symlink or
+  // hard link to /etc/shadow) to that user.
+  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+                       0600));
   if (!lock) return fail(Status::TempFail, "cannot open " + lock_path + ": " + std::strerror(errno));
+  struct stat lst {};
+  if (::fstat(lock.get(), &lst) != 0 || !S_ISREG(lst.st_mode) || lst.st_nlink != 1)
+    return fail(Status::TempFail, lock_path + " is not a plain file of its own (a link?); nothing written");
   if (::geteuid() == 0) {
-    struct stat users {}, lst {};
-    if (::stat(path_.c_str(), &users) == 0 && ::fstat(lock.get(), &lst) == 0 &&
+    struct stat users {};
+    if (::lstat(path_.c_str(), &users) == 0 && S_ISREG(users.st_mode) &&
         (lst.st_uid != users.st_uid || lst.st_gid != users.st_gid))
       (void)!::fchown(lock.get(), users.st_uid, users.st_gid);
   }
@@ -306,13 +315,16 @@ PwdfileBackend::Result PwdfileBackend::rewrite(
   // Read under the lock: no other writer can be between our read and rename.
   std::vector<std::string> lines;
   struct stat st {};
-  bool existed = ::stat(path_.c_str(), &st) == 0;
+  bool existed = ::lstat(path_.c_str(), &st) == 0;
+  if (existed && !S_ISREG(st.st_mode))
+    return fail(Status::TempFail, path_ + " is not a regular file (a symlink?); nothing written");
   if (existed) {
     // All of it or nothing: lines read up to a read error, written back,
-    // would drop every user after it.
+    // would drop every user after it.  Not through a symlink put there
+    // since: its target's lines would be written into the users file.
     std::string contents, error;
     bool read_error = false;
-    if (!read_file(&contents, &error, &read_error))
+    if (!read_file(&contents, &error, &read_error, O_NOFOLLOW))
       return fail(Status::TempFail, error + "; nothing written");
     for_each_line(contents, [&](std::string_view l) { lines.emplace_back(l); });
     wipe(contents.data(), contents.size());

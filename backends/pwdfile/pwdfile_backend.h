@@ -79,7 +79,8 @@ class PwdfileBackend final : public Backend, public AccountStore {
  private:
   // The whole file, or false with `error` set ("cannot read PATH: ..." when it
   // cannot be opened, "error reading PATH: ..." on a read error).
-  bool read_file(std::string* contents, std::string* error, bool* read_error) const;
+  bool read_file(std::string* contents, std::string* error, bool* read_error,
+                 int open_flags = 0) const;
 
   // Runs `edit` on the file's lines under the write lock and replaces the
   // file if it returns Done.

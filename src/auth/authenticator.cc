@@ -558,8 +558,14 @@ void Authenticator::answer(const std::shared_ptr<Attempt>& a, AuthResult result)
       const auto due = loop_.now() + pad;
       loop_.add_timer(pad, [this, a, due, result = std::move(result)] {
         const auto late = loop_.now() - due;
-        // Exponential average over about 16 pads; never negative.
-        pad_lateness_ += (std::max(late, EventLoop::Clock::duration::zero()) - pad_lateness_) / 16;
+        // Exponential average over about 16 pads, of lateness clamped to
+        // [0, 1 ms]: one stall (a paused VM, a blocked write) must not push
+        // it above every real check's time, where no pad would be set any
+        // more and the average could never come down -- unknown users would
+        // then be answered at once.
+        const auto clamped = std::clamp<EventLoop::Clock::duration>(
+            late, EventLoop::Clock::duration::zero(), std::chrono::milliseconds(1));
+        pad_lateness_ += (clamped - pad_lateness_) / 16;
         finish(a, result);
       });
       return;

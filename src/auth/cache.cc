@@ -83,10 +83,14 @@ void CredentialCache::store(const Scope& scope, std::string_view password, bool 
   put(mac({"entry", scope.backend, scope.user, scope.service, scope.stored}),
       mac({"password", scope.backend, scope.user, scope.service, scope.stored, password}), positive,
       now + ttl, scope.user);
-  if (positive && options_.stale_ttl.count() > 0)
+  // The stale window of a verify-only success is capped like its entry:
+  // nothing may keep an old PAM password working past verify_only_ttl.
+  const auto stale_ttl = scope.verify_only ? std::min(options_.stale_ttl, options_.verify_only_ttl)
+                                           : options_.stale_ttl;
+  if (positive && stale_ttl.count() > 0)
     put(mac({"stale", scope.user, scope.service}),
-        mac({"stale-password", scope.user, scope.service, password}), true,
-        now + options_.stale_ttl, scope.user);
+        mac({"stale-password", scope.user, scope.service, password}), true, now + stale_ttl,
+        scope.user);
 }
 
 bool CredentialCache::stale_positive(std::string_view user, std::string_view service,

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "backends/pwdfile/pwdfile_backend.h"
 #include "src/password/schemes.h"
@@ -641,6 +642,42 @@ TEST(Schemes, OnlyMicrosecondSchemesAreCheap) {
   EXPECT_FALSE(password::is_cheap("{NO-SUCH-SCHEME}x"));
   EXPECT_FALSE(password::is_cheap(""));
   EXPECT_FALSE(password::is_cheap("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+}
+
+// Review finding: the padding's lateness correction must survive a stalled
+// loop.  Unbounded, a few timers fired late by a stall pushed it above every
+// real check's time; then no pad was set, the average never came down, and
+// unknown users were answered at once for good.
+TEST(LoopPath, AStalledLoopDoesNotSwitchThePaddingOff) {
+  const std::string slow = password::hash("sha256-crypt", "carol-pw");
+  std::vector<std::unique_ptr<backend::Backend>> v;
+  v.push_back(std::make_unique<MemoryBackend>(std::map<std::string, std::string>{
+      {"carol", "$5$rounds=100000$" + slow.substr(3)}}));  // tens of ms
+  LoopPathFixture f(std::move(v));
+  auto timed = [&](const std::string& user) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(f.run(user, "wrong").outcome, Outcome::Fail);
+    return std::chrono::steady_clock::now() - t0;
+  };
+  auto fastest_real = timed("carol");
+  for (int i = 0; i < 7; ++i) fastest_real = std::min(fastest_real, timed("carol"));
+  ASSERT_LT(fastest_real, std::chrono::milliseconds(500));
+  // Six unknown users whose padding timers fire about 600 ms late: a timer
+  // due 1 ms after the request blocks the loop while the pad is pending.
+  for (int i = 0; i < 6; ++i) {
+    bool answered = false;
+    f.auth->authenticate(request("nobody", "x"), [&](const AuthResult&) {
+      answered = true;
+      f.loop.stop();
+    });
+    f.loop.add_timer(std::chrono::milliseconds(1),
+                     [] { std::this_thread::sleep_for(std::chrono::milliseconds(600)); });
+    f.loop.run();
+    ASSERT_TRUE(answered);
+  }
+  // Unknown users are still held back to about a real check's time.
+  for (int i = 0; i < 5; ++i)
+    EXPECT_GT(timed("nobody"), fastest_real / 2) << "answered at once: the padding is off";
 }
 
 }  // namespace

@@ -159,5 +159,20 @@ TEST(CredentialCache, StaleWindowServesDuringAnOutageOnly) {
   EXPECT_EQ(chain.check_password(r, &cache).outcome, Outcome::TempFail);
 }
 
+// Review finding: the stale window must not keep an old PAM password
+// working past verify_only_ttl either.
+TEST(CredentialCache, AVerifyOnlySuccessIsNotStaleLongerThanVerifyOnlyTtl) {
+  ManualClock clock;
+  CredentialCache c(opts(1000, seconds(60), seconds(10), seconds(600)), clock.clock());
+  CredentialCache::Scope pam{"pam", "alice", "smtp", "", true};
+  c.store(pam, "pw", true);
+  EXPECT_TRUE(c.stale_positive("alice", "smtp", "pw"));
+  clock.advance(c.options().verify_only_ttl + seconds(1));
+  EXPECT_FALSE(c.stale_positive("alice", "smtp", "pw"));
+  c.store(kAlice, "pw", true);  // a lookup backend's success keeps the full window
+  clock.advance(seconds(300));
+  EXPECT_TRUE(c.stale_positive("alice", "smtp", "pw"));
+}
+
 }  // namespace
 }  // namespace mailauth::auth

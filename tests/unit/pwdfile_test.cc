@@ -1,6 +1,8 @@
 #include "backends/pwdfile/pwdfile_backend.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "src/password/schemes.h"
 #include "tests/unit/test_util.h"
@@ -145,7 +147,9 @@ TEST(PwdfileReadError, AWriteThatCannotReadTheFileIsATemporaryFailure) {
   PwdfileBackend b("p", path, "CRYPT");
   auto r = b.set_password("alice", "{PLAIN}new");
   EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
-  EXPECT_NE(r.message.find("error reading"), std::string::npos) << r.message;
+  // (A directory is refused before it is read; the injected read errors
+  // below are the read path.)
+  EXPECT_NE(r.message.find("nothing written"), std::string::npos) << r.message;
   r = b.replace_password("alice", "{PLAIN}a", "{PLAIN}new");
   EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
   std::vector<AccountStore::Account> accounts;
@@ -232,6 +236,48 @@ TEST(Pwdfile, DefaultSchemeIsPassedOn) {
   EXPECT_EQ(r.credential.default_scheme, "PLAIN");
   EXPECT_EQ(password::verify(r.credential.stored.view(), "plaintext", r.credential.default_scheme),
             password::Verdict::Match);
+}
+
+// Review finding: the users file's directory is writable by the daemon's
+// user (the rehash needs that).  When root (mailauth-user) rewrites the file,
+// a symlink or hard link planted there must not make root chown or read
+// another file.
+TEST(PwdfileWrites, ALinkedLockOrUsersFileIsNeverFollowedByAWriter) {
+  TempDir dir;
+  write_file(dir.file("victim"), "precious\n");
+  ::chmod(dir.file("victim").c_str(), 0600);
+  write_file(dir.file("passwd"), "alice:{PLAIN}a\n");
+  struct stat before {};
+  ASSERT_EQ(::stat(dir.file("victim").c_str(), &before), 0);
+  if (::geteuid() == 0) {
+    // As the daemon's user would own it: root's old fchown of the lock to
+    // the users file's owner then gave the victim away.
+    ASSERT_EQ(::chown(dir.file("passwd").c_str(), 65534, 65534), 0);
+  }
+  PwdfileBackend b("pwdfile", dir.file("passwd"), "CRYPT");
+  ASSERT_EQ(::symlink(dir.file("victim").c_str(), dir.file("passwd.lock").c_str()), 0);
+  auto r = b.add("bob", "{PLAIN}b", "", true);
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  EXPECT_NE(r.message.find("passwd.lock"), std::string::npos) << r.message;
+  struct stat after {};
+  ASSERT_EQ(::stat(dir.file("victim").c_str(), &after), 0);
+  EXPECT_EQ(after.st_uid, before.st_uid) << "the symlink's target was chowned";
+  EXPECT_EQ(after.st_gid, before.st_gid);
+  // A hard link is refused the same way.
+  ::unlink(dir.file("passwd.lock").c_str());
+  ASSERT_EQ(::link(dir.file("victim").c_str(), dir.file("passwd.lock").c_str()), 0);
+  EXPECT_EQ(b.add("bob", "{PLAIN}b", "", true).status, AccountStore::Status::TempFail);
+  ASSERT_EQ(::stat(dir.file("victim").c_str(), &after), 0);
+  EXPECT_EQ(after.st_uid, before.st_uid) << "the hard link's file was chowned";
+  // The users file itself replaced by a symlink: not read, not replaced.
+  ::unlink(dir.file("passwd.lock").c_str());
+  ::unlink(dir.file("passwd").c_str());
+  ASSERT_EQ(::symlink(dir.file("victim").c_str(), dir.file("passwd").c_str()), 0);
+  r = b.add("bob", "{PLAIN}b", "", true);
+  EXPECT_EQ(r.status, AccountStore::Status::TempFail) << r.message;
+  struct stat link {};
+  ASSERT_EQ(::lstat(dir.file("passwd").c_str(), &link), 0);
+  EXPECT_TRUE(S_ISLNK(link.st_mode)) << "the symlink was replaced by a file with its target's lines";
 }
 
 }  // namespace
