@@ -22,6 +22,7 @@ set -eu
 BUILD=${1:-build}
 SECS=${2:-60}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/bench-lib.sh"
 BIN="$TOP/$BUILD"
 DIR=$(mktemp -d /tmp/mailauth-attack-XXXXXX)
 chmod 755 "$DIR"
@@ -61,12 +62,8 @@ type = "pwdfile"
 path = "$DIR/passwd"
 CONF
 
-"$BIN/mailauthd" --foreground --config "$DIR/mailauthd.conf" 2>"$DIR/log" &
-PID=$!
-i=0
-while [ ! -S "$DIR/auth" ] || [ ! -S "$DIR/mux" ]; do
-  i=$((i + 1)); [ $i -lt 200 ] || { cat "$DIR/log"; exit 1; }; sleep 0.05
-done
+start_mailauthd "$BIN" "$DIR/mailauthd.conf" "$DIR/log" "$DIR/auth" "$DIR/mux"
+PID=$MAILAUTHD_PID
 
 rss() { awk '/^VmRSS/ { print $2 " kB" }' "/proc/$PID/status"; }
 field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(str(d[k]) for k in sys.argv[2:]))' "$@"; }

@@ -16,6 +16,7 @@ set -eu
 BUILD=${1:-build}
 SECS=${2:-10}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/bench-lib.sh"
 BIN="$TOP/$BUILD"
 DIR=$(mktemp -d /tmp/mailauth-bench-XXXXXX)
 chmod 755 "$DIR"
@@ -44,10 +45,8 @@ type = "pwdfile"
 path = "$DIR/passwd"
 CONF
 
-"$BIN/mailauthd" --foreground --config "$DIR/mailauthd.conf" 2>"$DIR/log" &
-PID=$!
-i=0
-while [ ! -S "$DIR/auth" ]; do i=$((i + 1)); [ $i -lt 200 ] || { cat "$DIR/log"; exit 1; }; sleep 0.05; done
+start_mailauthd "$BIN" "$DIR/mailauthd.conf" "$DIR/log" "$DIR/auth"
+PID=$MAILAUTHD_PID
 
 legit() {
   "$BIN/mailauth-test" --dovecot -f "$DIR/auth" --bench --users "$DIR/users" --rip 198.51.100.7 \

@@ -11,6 +11,7 @@ BUILD=${1:-build}
 SECS=${2:-5}
 SCHEME=${3:-sha512-crypt}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/bench-lib.sh"
 BIN="$TOP/$BUILD"
 DIR=$(mktemp -d /tmp/mailauth-vs-dovecot-XXXXXX)
 chmod 755 "$DIR"
@@ -73,12 +74,9 @@ mode = "0666"
 type = "pwdfile"
 path = "$DIR/passwd"
 CONF
-"$BIN/mailauthd" --foreground --config "$DIR/mailauthd.conf" 2>>"$DIR/mailauthd.log" &
-MPID=$!
-i=0
-while [ ! -S "$DIR/dovecot-auth" ] || [ ! -S "$DIR/mailauthd-auth" ]; do
-  i=$((i + 1)); [ $i -lt 200 ] || { cat "$DIR"/*.log; exit 1; }; sleep 0.05
-done
+start_mailauthd "$BIN" "$DIR/mailauthd.conf" "$DIR/mailauthd.log" "$DIR/mailauthd-auth"
+MPID=$MAILAUTHD_PID
+wait_for_sockets "$DIR/dovecot.log" "$DIR/dovecot-auth"
 
 echo "scheme $SCHEME, 50 users, persistent connections, $SECS s per run, caches off"
 for c in 1 8 64; do

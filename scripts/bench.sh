@@ -9,6 +9,7 @@ BUILD=${1:-build}
 SECS=${2:-5}
 SCHEME=${3:-sha512-crypt}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/bench-lib.sh"
 BIN="$TOP/$BUILD"
 DIR=$(mktemp -d /tmp/mailauth-bench-XXXXXX)
 chmod 755 "$DIR"
@@ -42,9 +43,8 @@ $1
 type = "pwdfile"
 path = "$DIR/passwd"
 CONF
-  "$BIN/mailauthd" --foreground --config "$DIR/mailauthd.conf" 2>>"$DIR/log" &
-  PID=$!
-  while [ ! -S "$DIR/auth" ]; do sleep 0.05; done
+  start_mailauthd "$BIN" "$DIR/mailauthd.conf" "$DIR/log" "$DIR/auth"
+  PID=$MAILAUTHD_PID
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 
