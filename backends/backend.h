@@ -2,12 +2,21 @@
 // what their credential is.  Every backend (pwdfile, mysql, pam, shadow)
 // implements it; the authenticator walks an ordered chain of them.
 //
-// Two kinds exist:
+// Two kinds exist, and each backend *instance* says which it is (a type
+// may be either, by its settings: ldap with auth = "bind" or "lookup"):
 //   - a *lookup* backend returns the stored credential (a hash, a plaintext
 //     value or a SCRAM verifier) and the scheme registry (src/password)
 //     checks it, so every SASL mechanism can use it: pwdfile, mysql, shadow;
 //   - a *verify-only* backend takes the plaintext password and answers yes or
 //     no itself, so it serves PLAIN and LOGIN only: pam.
+//
+// Everything the rest of mailauth needs to know about a backend is asked
+// here, never by comparing type names: what an instance is (kind(),
+// needs_root(), accounts()) on Backend, what a type offers before one is
+// built (mailauth-user's choice of store, the saslauthd -a form) in its
+// TypeInfo.  A new backend is its folder (backends/NAME/, with a
+// backend.cmake that adds its sources and libraries) plus one line in the
+// registry of backends/backend.cc.
 //
 // The error contract (every method, every backend):
 //   - Found / Ok / Fail: the backend knows the user and has decided.
@@ -125,6 +134,9 @@ class AccountStore {
   };
   virtual Result import(const std::vector<NewAccount>& entries, bool update,
                         std::vector<Result>* results);
+  // Whether add()'s `name` (a display name) is kept; false: mailauth-user
+  // says it was not stored.
+  virtual bool stores_names() const { return true; }
   // True where the store is shared with Dovecot/PostfixAdmin, which expect a
   // {SCHEME} prefix on every hash; false where bare crypt strings are read
   // (pam_pwdfile, shadow-style files).
@@ -198,6 +210,12 @@ class Backend {
   // Writable backends return their account operations; others nullptr.
   virtual AccountStore* accounts() { return nullptr; }
 
+  // Non-empty: why this backend may need the daemon to keep running as root
+  // (pam: pam_unix reads /etc/shadow only as root).  mailauthd refuses to
+  // run as root unless a backend says this, the config insists, or it runs
+  // in the saslauthd form.
+  virtual std::string needs_root() const { return {}; }
+
   // Rehash-on-login: the scheme a successful login's credential is upgraded
   // to (key `rehash` of writable backends), or empty for none.
   const std::string& rehash_scheme() const { return rehash_scheme_; }
@@ -209,11 +227,46 @@ class Backend {
   std::string rehash_scheme_;
 };
 
+// What a backend type offers before any instance exists: one per type, in
+// the registry (backends/backend.cc).
+struct TypeInfo {
+  const char* type;  // [[backend]] type = "…"
+  // Builds an instance from its [[backend]] table; throws config::ConfigError.
+  std::unique_ptr<Backend> (*create)(const config::BackendSpec& spec);
+  // mailauth-user's default store (no --backend) is the first backend of a
+  // type that keeps accounts; an instance's accounts() may still refuse
+  // single operations (NotConfigured, with a message).
+  bool keeps_accounts = false;
+  // For a type that does not: how its accounts are managed instead.
+  const char* accounts_hint = nullptr;
+  // The saslauthd drop-in form `mailauthd -a TYPE -O OPTION`: the
+  // [[backend]] tables it means, as TOML text.  nullptr: not an -a
+  // mechanism.  Throws config::ConfigError ("FILE:LINE: …" where OPTION
+  // names a file it reads).
+  config::SaslauthdBackends (*saslauthd)(const std::string& option) = nullptr;
+  // mailauth-user add on a store that does not exist yet (pwdfile: no file
+  // yet): create it empty.  Returns a note for the operator, or empty.
+  // nullptr: the store must exist.
+  std::string (*create_empty_store)(const config::BackendSpec& spec) = nullptr;
+};
+
+// The registered type called `type`, or nullptr.
+const TypeInfo* find_type(std::string_view type);
+
 // Create a backend from its [[backend]] table.  Throws config::ConfigError
 // naming the file, line and key of anything wrong, including unknown keys.
 std::unique_ptr<Backend> create(const config::BackendSpec& spec);
 
 // The backend types this build knows.
 std::vector<std::string> types();
+
+// The types offered as saslauthd -a mechanisms.
+std::vector<std::string> saslauthd_mechanisms();
+
+// The configuration `mailauthd -a MECH -O OPTION …` means: the backend
+// tables from MECH's TypeInfo::saslauthd, into config::from_saslauthd_args.
+// Throws config::ConfigError naming the mechanisms this build offers when
+// MECH is not one.
+config::Config from_saslauthd_args(const config::SaslauthdArgs& args);
 
 }  // namespace mailauth::backend

@@ -14,18 +14,20 @@ set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config g++ make help2man
   libsodium-dev libcrypt-dev libargon2-dev libssl-dev libtomlplusplus-dev
-  libmariadb-dev libpam0g-dev libsystemd-dev libgtest-dev googletest"
+  libmariadb-dev libpam0g-dev libsystemd-dev libgtest-dev googletest
+  libldap-dev"
 
 TEST_PKGS="python3 sasl2-bin whois argon2 python3-argon2 dovecot-core
   mariadb-server mariadb-client libpam-pwdfile libpam-modules
   postfix swaks gsasl openssl fail2ban systemd
-  clang-14 libclang-rt-14-dev libpam-mysql"
+  clang-14 libclang-rt-14-dev libpam-mysql
+  slapd ldap-utils debhelper lintian dpkg-dev fakeroot"
 
 # make bench (scripts/bench-compare.sh): the peers it measures mailauthd
 # against that the tests do not need.  Dovecot's sql passdb on MariaDB is in
 # dovecot-mysql; saslauthd, pam_pwdfile, pam_mysql, MariaDB and dovecot-core
 # are test packages already.
-BENCH_PKGS="dovecot-mysql"
+BENCH_PKGS="dovecot-mysql dovecot-ldap"
 
 pkgs="$BUILD_PKGS"
 case "${1:-}" in
@@ -51,6 +53,9 @@ echo "install-deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 # Postfix asks how it is used; the tests run a private instance, so "No configuration".
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# slapd: the tests run private instances with their own configuration; the
+# package must not build a system directory.
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 
 policy=/usr/sbin/policy-rc.d
 made_policy=""

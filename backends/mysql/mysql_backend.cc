@@ -8,10 +8,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include "mysql_schemas.h"
 #include "src/util/log.h"
@@ -770,5 +772,25 @@ AccountStore::Result MysqlBackend::list(std::string_view domain,
   }
   return {Status::Done, {}};
 }
+
+// -O names a TOML file whose [[backend]] tables (type = "mysql", hosts,
+// user, …) are used as they are; errors then name that file's lines.
+config::SaslauthdBackends MysqlBackend::saslauthd_form(const std::string& option) {
+  if (option.empty())
+    throw config::ConfigError(
+        "saslauthd command line: -a mysql needs -O FILE (a TOML file with a [[backend]] table)");
+  std::ifstream in(option, std::ios::binary);
+  if (!in) throw config::ConfigError(option + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return {text.str(), option};
+}
+
+const TypeInfo MysqlBackend::kTypeInfo{
+    .type = "mysql",
+    .create = &MysqlBackend::create,
+    .keeps_accounts = true,
+    .saslauthd = &MysqlBackend::saslauthd_form,
+};
 
 }  // namespace mailauth::backend

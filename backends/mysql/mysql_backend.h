@@ -95,7 +95,11 @@ namespace mailauth::backend {
 
 class MysqlBackend final : public Backend, public AccountStore {
  public:
+  // What the type offers (registered in backends/backend.cc).
+  static const TypeInfo kTypeInfo;
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+  // saslauthd's -a mysql -O OPTION (TypeInfo::saslauthd).
+  static config::SaslauthdBackends saslauthd_form(const std::string& option);
 
   // Statements by purpose; each holds one or more templates.
   enum Op { kLookup, kInsert, kPassword, kDelete, kEnable, kList, kRehash, kOpCount };

@@ -232,4 +232,17 @@ VerifyResult PamBackend::verify(const Query& query, std::string_view password) {
   }
 }
 
+config::SaslauthdBackends PamBackend::saslauthd_form(const std::string& option) {
+  std::string toml = "[[backend]]\ntype = \"pam\"\n";
+  if (!option.empty()) toml += "confdir = " + config::toml_quote(option) + "\n";
+  return {toml, "saslauthd -a pam"};
+}
+
+const TypeInfo PamBackend::kTypeInfo{
+    .type = "pam",
+    .create = &PamBackend::create,
+    .accounts_hint = "manage system accounts with passwd, useradd and usermod",
+    .saslauthd = &PamBackend::saslauthd_form,
+};
+
 }  // namespace mailauth::backend

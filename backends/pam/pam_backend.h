@@ -44,7 +44,11 @@ namespace mailauth::backend {
 
 class PamBackend final : public Backend {
  public:
+  // What the type offers (registered in backends/backend.cc).
+  static const TypeInfo kTypeInfo;
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+  // saslauthd's -a pam -O OPTION (TypeInfo::saslauthd).
+  static config::SaslauthdBackends saslauthd_form(const std::string& option);
 
   // The services a client may name when `service` is not set.
   static const std::vector<std::string>& default_services();
@@ -58,6 +62,9 @@ class PamBackend final : public Backend {
   VerifyResult verify(const Query& query, std::string_view password) override;
   std::string refusal(const Query& query) const override;
   std::string check() override;
+  std::string needs_root() const override {
+    return "pam_unix reads /etc/shadow, and checks other users' passwords, only as root";
+  }
 
  private:
   // The PAM service for this query: `service`, or the client's (smtp when

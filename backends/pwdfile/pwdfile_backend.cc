@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -527,5 +528,41 @@ PwdfileBackend::Result PwdfileBackend::list(std::string_view domain, std::vector
   for (auto& a : found) out->push_back(std::move(a));
   return {Status::Done, {}};
 }
+
+config::SaslauthdBackends PwdfileBackend::saslauthd_form(const std::string& option) {
+  if (option.empty())
+    throw config::ConfigError("saslauthd command line: -a pwdfile needs -O PATH (the users file)");
+  return {"[[backend]]\ntype = \"pwdfile\"\npath = " + config::toml_quote(option) + "\n",
+          "saslauthd -a pwdfile"};
+}
+
+std::string PwdfileBackend::create_empty_store(const config::BackendSpec& spec) {
+  const std::string path = spec.section.get_string("path", "");
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) == 0 || errno != ENOENT) return {};
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0) return {};  // opening it as the backend will say why
+  // Root gives a new file the owner and group of its directory: in the
+  // layout make install creates (/var/lib/mailauth, the daemon's user's)
+  // the daemon can read it and rewrite it (rehash).
+  const auto slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  struct stat dst {};
+  std::string owner;
+  if (::geteuid() == 0 && ::stat(dir.c_str(), &dst) == 0 &&
+      ::fchown(fd, dst.st_uid, dst.st_gid) == 0 && (dst.st_uid != 0 || dst.st_gid != 0))
+    owner = " (owner and group of " + dir + ")";
+  ::close(fd);
+  return "created " + path + owner;
+}
+
+const TypeInfo PwdfileBackend::kTypeInfo{
+    .type = "pwdfile",
+    .create = &PwdfileBackend::create,
+    .keeps_accounts = true,
+    .saslauthd = &PwdfileBackend::saslauthd_form,
+    .create_empty_store = &PwdfileBackend::create_empty_store,
+};
 
 }  // namespace mailauth::backend

@@ -46,7 +46,13 @@ namespace mailauth::backend {
 
 class PwdfileBackend final : public Backend, public AccountStore {
  public:
+  // What the type offers (registered in backends/backend.cc).
+  static const TypeInfo kTypeInfo;
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+  // saslauthd's -a pwdfile -O OPTION (TypeInfo::saslauthd).
+  static config::SaslauthdBackends saslauthd_form(const std::string& option);
+  // mailauth-user add before the file exists (TypeInfo::create_empty_store).
+  static std::string create_empty_store(const config::BackendSpec& spec);
 
   PwdfileBackend(std::string name, std::string path, std::string default_scheme);
 
@@ -71,6 +77,7 @@ class PwdfileBackend final : public Backend, public AccountStore {
   Result import(const std::vector<NewAccount>& entries, bool update,
                 std::vector<Result>* results) override;
   bool wants_scheme_prefix() const override { return false; }
+  bool stores_names() const override { return false; }
 
   // The read(2) used on the users file; tests inject read errors with it.
   using ReadFunction = std::function<ssize_t(int fd, void* buf, std::size_t count)>;

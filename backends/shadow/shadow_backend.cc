@@ -135,4 +135,17 @@ LookupResult ShadowBackend::lookup(const Query& query) {
   return r;
 }
 
+config::SaslauthdBackends ShadowBackend::saslauthd_form(const std::string& option) {
+  std::string toml = "[[backend]]\ntype = \"shadow\"\n";
+  if (!option.empty()) toml += "path = " + config::toml_quote(option) + "\n";
+  return {toml, "saslauthd -a shadow"};
+}
+
+const TypeInfo ShadowBackend::kTypeInfo{
+    .type = "shadow",
+    .create = &ShadowBackend::create,
+    .accounts_hint = "manage system accounts with passwd, useradd and usermod",
+    .saslauthd = &ShadowBackend::saslauthd_form,
+};
+
 }  // namespace mailauth::backend

@@ -25,7 +25,11 @@ namespace mailauth::backend {
 
 class ShadowBackend final : public Backend {
  public:
+  // What the type offers (registered in backends/backend.cc).
+  static const TypeInfo kTypeInfo;
   static std::unique_ptr<Backend> create(const config::BackendSpec& spec);
+  // saslauthd's -a shadow -O OPTION (TypeInfo::saslauthd).
+  static config::SaslauthdBackends saslauthd_form(const std::string& option);
 
   // `today` returns the current day number since the epoch (for tests).
   ShadowBackend(std::string name, std::string path, std::function<long()> today = nullptr);

@@ -184,7 +184,8 @@ class Tool {
     }
     const mailauth::config::BackendSpec* spec = nullptr;
     for (const auto& s : cfg_.backends) {
-      if (!opt_.backend.empty() ? s.name == opt_.backend : (s.type == "pwdfile" || s.type == "mysql")) {
+      const auto* t = mailauth::backend::find_type(s.type);
+      if (!opt_.backend.empty() ? s.name == opt_.backend : (t != nullptr && t->keeps_accounts)) {
         spec = &s;
         break;
       }
@@ -196,34 +197,38 @@ class Tool {
         std::exit(kUsage);
       }
       std::cerr << args_.program() << ": " << opt_.config
-                << " has no writable backend (pwdfile or mysql); pam and shadow accounts are "
-                   "managed with passwd/useradd\n";
-      std::exit(kUsage);
-    }
-    if (spec->type == "pam" || spec->type == "shadow") {
-      std::cerr << args_.program() << ": backend '" << spec->name << "' (" << spec->type
-                << ") is not writable: manage system accounts with passwd, useradd and usermod\n";
-      std::exit(kUsage);
-    }
-    if (create_missing_file && spec->type == "pwdfile") {
-      const std::string path = spec->section.get_string("path", "");
-      struct stat st {};
-      if (!path.empty() && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-        if (fd >= 0) {
-          // Root gives a new file the owner and group of its directory: in
-          // the layout make install creates (/var/lib/mailauth, the daemon's
-          // user's) the daemon can read it and rewrite it (rehash).
-          const auto slash = path.rfind('/');
-          const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-          struct stat dst {};
-          std::string owner;
-          if (::geteuid() == 0 && ::stat(dir.c_str(), &dst) == 0 &&
-              ::fchown(fd, dst.st_uid, dst.st_gid) == 0 && (dst.st_uid != 0 || dst.st_gid != 0))
-            owner = " (owner and group of " + dir + ")";
-          ::close(fd);
-          std::cerr << args_.program() << ": created " << path << owner << "\n";
+                << " has no backend that keeps accounts (";
+      std::string sep;
+      for (const auto& type : mailauth::backend::types()) {
+        const auto* t = mailauth::backend::find_type(type);
+        if (t->keeps_accounts) std::cerr << sep << type, sep = ", ";
+      }
+      std::cerr << ")";
+      for (const auto& s : cfg_.backends) {
+        const auto* t = mailauth::backend::find_type(s.type);
+        if (t != nullptr && t->accounts_hint != nullptr) {
+          std::cerr << "; " << s.type << ": " << t->accounts_hint;
+          break;
         }
+      }
+      std::cerr << "\n";
+      std::exit(kUsage);
+    }
+    const auto* info = mailauth::backend::find_type(spec->type);
+    if (info != nullptr && !info->keeps_accounts) {
+      std::cerr << args_.program() << ": backend '" << spec->name << "' (" << spec->type
+                << ") is not writable"
+                << (info->accounts_hint != nullptr ? std::string(": ") + info->accounts_hint : "")
+                << "\n";
+      std::exit(kUsage);
+    }
+    if (create_missing_file && info != nullptr && info->create_empty_store != nullptr) {
+      try {
+        if (const std::string note = info->create_empty_store(*spec); !note.empty())
+          std::cerr << args_.program() << ": " << note << "\n";
+      } catch (const std::exception& e) {
+        std::cerr << args_.program() << ": " << e.what() << "\n";
+        std::exit(kUsage);
       }
     }
     try {
@@ -317,8 +322,9 @@ class Tool {
     const std::string stored = stored_form(mailauth::password::hash(opt_.scheme, pw->view()));
     auto r = store_->add(user, stored, opt_.name, !opt_.disabled);
     if (r.status != AccountStore::Status::Done) return error(status_exit(r.status), r.message);
-    if (!opt_.name.empty() && backend_->type() == "pwdfile")
-      std::cerr << args_.program() << ": note: a pwdfile has no place for --name; not stored\n";
+    if (!opt_.name.empty() && !store_->stores_names())
+      std::cerr << args_.program() << ": note: a " << backend_->type()
+                << " has no place for --name; not stored\n";
     flush(user);
     std::cerr << args_.program() << ": added " << user << " (" << opt_.scheme
               << (opt_.disabled ? ", disabled" : "") << ") to " << backend_->name() << "\n";

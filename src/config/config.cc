@@ -378,7 +378,7 @@ std::string saslauthd_group() {
   return "0";
 }
 
-Config from_saslauthd_args(const SaslauthdArgs& a) {
+Config from_saslauthd_args(const SaslauthdArgs& a, const SaslauthdBackends& b) {
   const std::string where = "saslauthd command line";
   if (a.dir.empty() || a.dir.front() != '/')
     throw ConfigError(where + ": -m needs an absolute directory (saslauthd's rule), got '" + a.dir +
@@ -409,45 +409,28 @@ Config from_saslauthd_args(const SaslauthdArgs& a) {
     doc->insert("cache", std::move(cache));
   }
 
-  toml::array backends;
-  if (a.mech == "pam") {
-    toml::table b{{"type", "pam"}};
-    if (!a.option.empty()) b.insert("confdir", a.option);
-    backends.push_back(std::move(b));
-  } else if (a.mech == "shadow") {
-    toml::table b{{"type", "shadow"}};
-    if (!a.option.empty()) b.insert("path", a.option);
-    backends.push_back(std::move(b));
-  } else if (a.mech == "pwdfile") {
-    if (a.option.empty()) throw ConfigError(where + ": -a pwdfile needs -O PATH (the users file)");
-    backends.push_back(toml::table{{"type", "pwdfile"}, {"path", a.option}});
-  } else if (a.mech == "mysql") {
-    if (a.option.empty())
-      throw ConfigError(where + ": -a mysql needs -O FILE (a TOML file with a [[backend]] table)");
-    std::ifstream in(a.option, std::ios::binary);
-    if (!in) throw ConfigError(a.option + ": cannot open: " + std::strerror(errno));
-    std::ostringstream text;
-    text << in.rdbuf();
-    toml::table file;
-    try {
-      file = toml::parse(text.str(), a.option);
-    } catch (const toml::parse_error& e) {
-      std::ostringstream out;
-      out << a.option << ":" << e.source().begin.line << ": syntax error: " << e.description();
-      throw ConfigError(out.str());
-    }
-    const toml::array* arr = file["backend"].as_array();
-    if (arr == nullptr || arr->empty())
-      throw ConfigError(a.option + ": no [[backend]] table (type = \"mysql\", hosts, user, …)");
-    for (const auto& b : *arr) backends.push_back(b);
-  } else {
-    throw ConfigError(where + ": -a " + (a.mech.empty() ? std::string("(missing)") : a.mech) +
-                      ": mailauthd supports -a pam, shadow, pwdfile and mysql");
+  toml::table file;
+  try {
+    file = toml::parse(b.toml, b.origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << b.origin << ":" << e.source().begin.line << ": syntax error: " << e.description();
+    throw ConfigError(out.str());
   }
+  const toml::array* arr = file["backend"].as_array();
+  if (arr == nullptr || arr->empty())
+    throw ConfigError(b.origin + ": no [[backend]] table for -a " + a.mech);
+  toml::array backends = *arr;
   doc->insert("backend", std::move(backends));
   Config cfg = build(std::move(doc), where, Reader::Daemon);
   cfg.mux->socket.dir_mode = 0710;
   return cfg;
+}
+
+std::string toml_quote(std::string_view value) {
+  std::ostringstream out;
+  out << toml::value<std::string>(std::string(value));
+  return out.str();
 }
 
 Config load_file(const std::string& path, Reader reader) {

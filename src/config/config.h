@@ -165,10 +165,10 @@ struct Config {
 // saslauthd's command line (Debian's /etc/default/saslauthd produces e.g.
 // "-a pam -c -m /var/spool/postfix/var/run/saslauthd -r -n 5").
 struct SaslauthdArgs {
-  std::string mech;                       // -a: pam, shadow, pwdfile, mysql
-  std::string option;                     // -O: pwdfile path; mysql: a TOML file with
-                                          //     [[backend]] tables; pam: a PAM confdir;
-                                          //     shadow: a shadow file
+  std::string mech;                       // -a: a backend type that offers the form
+  std::string option;                     // -O: that type's option (pwdfile: the path;
+                                          //     mysql: a TOML file with [[backend]]
+                                          //     tables; pam: a PAM confdir; …)
   std::string dir = "/var/run/saslauthd";  // -m: the socket is DIR/mux
   bool cache = false;                     // -c
   long cache_kb = 0;                      // -s
@@ -178,6 +178,19 @@ struct SaslauthdArgs {
   bool debug = false;                     // -d
 };
 
+// The [[backend]] tables of a saslauthd -a/-O pair, as TOML text (made by
+// the backend type: backends/backend.h TypeInfo::saslauthd).  `origin`
+// names the text in error messages: the -O file when the text is that
+// file, else a description ("saslauthd -a pam").
+struct SaslauthdBackends {
+  std::string toml;
+  std::string origin;
+};
+
+// `value` as a TOML basic string, quotes included: for code that writes
+// TOML text (SaslauthdBackends, mailauth-migrate).
+std::string toml_quote(std::string_view value);
+
 // The configuration a saslauthd command line means: a [saslauthd] socket at
 // DIR/mux and one backend.  saslauthd itself makes its socket 0777 and
 // leaves access to DIR, which Debian's init script creates root:sasl 0710;
@@ -185,7 +198,7 @@ struct SaslauthdArgs {
 // socket 0660 and a missing DIR 0710, group saslauthd_group().  A pam
 // backend gets the default allow-list of services (the command line cannot
 // set `services`).  Throws ConfigError.
-Config from_saslauthd_args(const SaslauthdArgs& args);
+Config from_saslauthd_args(const SaslauthdArgs& args, const SaslauthdBackends& backends);
 
 // The group of the saslauthd form's socket and directory: "sasl" when that
 // group exists (Debian's sasl2-bin creates it; admins add postfix to it),

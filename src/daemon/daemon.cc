@@ -41,7 +41,7 @@ namespace {
 constexpr std::chrono::milliseconds kShutdownGrace{5000};
 
 config::Config load_config(const DaemonOptions& opt) {
-  if (opt.saslauthd) return config::from_saslauthd_args(*opt.saslauthd);
+  if (opt.saslauthd) return backend::from_saslauthd_args(*opt.saslauthd);
   return config::load_file(opt.config_path);
 }
 
@@ -336,10 +336,9 @@ class Daemon {
       return;
     }
     for (const auto& b : chain_->backends()) {
-      if (b->type() == "pam") {
-        log::warning("running as root: backend " + b->name() +
-                     " (pam) may need it (pam_unix reads /etc/shadow); set [daemon] user if "
-                     "your PAM stack does not");
+      if (const std::string why = b->needs_root(); !why.empty()) {
+        log::warning("running as root: backend " + b->name() + " (" + b->type() +
+                     ") may need it (" + why + "); set [daemon] user if it does not");
         return;
       }
     }

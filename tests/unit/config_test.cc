@@ -180,7 +180,7 @@ TEST(SaslauthdArgs, DebiansDefaultArgvMapsToAMuxSocketAndPam) {
   a.dir = "/var/spool/postfix/var/run/saslauthd";
   a.join_realm = true;
   a.threads = 5;
-  Config c = from_saslauthd_args(a);
+  Config c = backend::from_saslauthd_args(a);
   ASSERT_TRUE(c.mux);
   EXPECT_EQ(c.mux->socket.path, "/var/spool/postfix/var/run/saslauthd/mux");
   // Not saslauthd's 0777 (issue 11): group-only, the socket and a DIR
@@ -201,28 +201,62 @@ TEST(SaslauthdArgs, BackendOptionsAndErrors) {
   SaslauthdArgs a;
   a.mech = "pwdfile";
   a.option = "/etc/hostname";
-  Config c = from_saslauthd_args(a);
+  Config c = backend::from_saslauthd_args(a);
   EXPECT_EQ(c.backends[0].section.get_string("path", ""), "/etc/hostname");
   EXPECT_EQ(c.mux->socket.path, "/var/run/saslauthd/mux");
 
   a.option.clear();
-  EXPECT_THROW(from_saslauthd_args(a), ConfigError);
-  a.mech = "ldap";
+  EXPECT_THROW(backend::from_saslauthd_args(a), ConfigError);
+  a.mech = "sasldb";
   try {
-    from_saslauthd_args(a);
+    backend::from_saslauthd_args(a);
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("supports -a pam, shadow, pwdfile and mysql"),
-              std::string::npos);
+    // Named from the registry: every type that offers the form.
+    const std::string what = e.what();
+    EXPECT_NE(what.find("-a sasldb: mailauthd supports -a "), std::string::npos) << what;
+    for (const char* mech : {"pam", "shadow", "pwdfile", "mysql"})
+      EXPECT_NE(what.find(mech), std::string::npos) << what;
   }
   a.mech = "shadow";
   a.dir = "relative/dir";
-  EXPECT_THROW(from_saslauthd_args(a), ConfigError);
+  EXPECT_THROW(backend::from_saslauthd_args(a), ConfigError);
   a.dir = "/run/x";
   a.threads = 0;  // saslauthd's "fork per connection": one worker at least
-  EXPECT_EQ(from_saslauthd_args(a).daemon.workers, 1);
+  EXPECT_EQ(backend::from_saslauthd_args(a).daemon.workers, 1);
   a.debug = true;
-  EXPECT_EQ(from_saslauthd_args(a).daemon.log_level, log::Level::Debug);
+  EXPECT_EQ(backend::from_saslauthd_args(a).daemon.log_level, log::Level::Debug);
+}
+
+TEST(SaslauthdArgs, OptionsReachTheBackendVerbatim) {
+  // -O goes into TOML text: quotes, backslashes and control characters in
+  // it must come out as the same path, never as other keys.
+  SaslauthdArgs a;
+  a.mech = "pwdfile";
+  a.option = "/tmp/we\"ird\\path\n[[backend]]\ttype = \"pam\"";
+  Config c = backend::from_saslauthd_args(a);
+  ASSERT_EQ(c.backends.size(), 1u);
+  EXPECT_EQ(c.backends[0].type, "pwdfile");
+  EXPECT_EQ(c.backends[0].section.get_string("path", ""), a.option);
+  a.option = "it's \"both\" '''\x01\n";
+  EXPECT_EQ(backend::from_saslauthd_args(a).backends[0].section.get_string("path", ""), a.option);
+}
+
+TEST(BackendTypes, EveryTypeSaysWhatItOffers) {
+  // What mailauth-user and the saslauthd form ask of a type comes from its
+  // registration, not from its name.
+  for (const auto& type : backend::types()) {
+    const backend::TypeInfo* t = backend::find_type(type);
+    ASSERT_NE(t, nullptr) << type;
+    EXPECT_EQ(t->type, type);
+    EXPECT_NE(t->create, nullptr) << type;
+    // A type that keeps no accounts says how they are managed instead.
+    EXPECT_TRUE(t->keeps_accounts || t->accounts_hint != nullptr) << type;
+  }
+  EXPECT_EQ(backend::find_type("sasldb"), nullptr);
+  EXPECT_TRUE(backend::find_type("pwdfile")->keeps_accounts);
+  EXPECT_FALSE(backend::find_type("shadow")->keeps_accounts);
+  EXPECT_NE(backend::find_type("pwdfile")->create_empty_store, nullptr);
 }
 
 TEST(ConfigSaslauthdForm, SocketGroupIsSaslOrRootsGroup) {
