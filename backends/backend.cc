@@ -1,5 +1,6 @@
 #include "backends/backend.h"
 
+#include "backends/ldap/ldap_backend.h"
 #include "backends/pam/pam_backend.h"
 #include "backends/mysql/mysql_backend.h"
 #include "backends/pwdfile/pwdfile_backend.h"
@@ -14,6 +15,7 @@ const TypeInfo* const kBackends[] = {
     &MysqlBackend::kTypeInfo,
     &PamBackend::kTypeInfo,
     &ShadowBackend::kTypeInfo,
+    &LdapBackend::kTypeInfo,
 };
 
 // "a, b and c"

@@ -137,6 +137,11 @@ class AccountStore {
   // Whether add()'s `name` (a display name) is kept; false: mailauth-user
   // says it was not stored.
   virtual bool stores_names() const { return true; }
+  // True where the store hashes a new password itself (ldap: the Password
+  // Modify extended operation, RFC 3062, and the directory's own hash
+  // policy): set_password() then gets the plaintext, and --scheme does not
+  // apply.  mailauth-user keeps it in a Secret and never prints it.
+  virtual bool takes_plaintext() const { return false; }
   // True where the store is shared with Dovecot/PostfixAdmin, which expect a
   // {SCHEME} prefix on every hash; false where bare crypt strings are read
   // (pam_pwdfile, shadow-style files).

@@ -181,7 +181,7 @@ def tree():
     t.add("erin", "example.com", "erin-pw", "{CRYPT}" + mkpasswd("erin-pw", "yescrypt"))
     if t.argon2:
         t.add("frank", "example.com", "frank-pw", t.argon2)
-    t.add("grace", "example.com", "grace-pw", "{CLEARTEXT}grace-pw")  # CRAM-MD5 can use it
+    t.add("grace", "example.com", "grace-pw", "grace-pw")  # clear text: CRAM-MD5 can use it
     # Disabled: a pwdfile later in the chain holds an old password for her.
     t.add("carol", "example.com", "carol-pw", ssha("carol-pw"), ["employeeType: disabled"])
     # Namesakes: (uid=%n) matches both.

@@ -1,0 +1,410 @@
+"""The ldap backend end to end: mailauthd against a real, private OpenLDAP
+slapd (tests/integration/slapd.py), asked over the saslauthd mux socket and
+the Dovecot socket.
+
+One slapd (with TLS: a CA made here) is bootstrapped per class and reused;
+tests that stop it start it again.  The failover test bootstraps a second.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from harness import DaemonTestCase, MAILAUTHD, mkpasswd, mux_exchange, mux_frame, mux_reply_text
+import slapd
+from slapd import SEARCH_DN, SEARCH_PW, SERVICE_DN, SERVICE_PW, SUFFIX, Slapd
+
+OK_LINE = '0: OK "Success."'
+NO_LINE = '0: NO "authentication failed"'
+ENABLED = "(!(employeeType=disabled))"
+
+
+class LdapTestBase(DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="mailauth-slapd-")
+        cls.tls = slapd.make_ca(os.path.join(cls.root, "ca"))
+        cls.tree = slapd.tree()
+        cls.ldap = Slapd(os.path.join(cls.root, "a"), tls=cls.tls).bootstrap(cls.tree.ldif()).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ldap.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        if not self.ldap.running:
+            self.ldap.start()
+        self.sock = self.path("run/mux")
+        self.dsock = self.path("run/auth")
+        self.secret = self.write("ldap.secret", f"{SERVICE_PW}\n", 0o600)
+        # An older store after the directory: it knows carol (disabled in
+        # LDAP) with her password, and zed, whom the directory does not know.
+        self.passwd = self.write("passwd", "\n".join([
+            "carol@example.com:" + mkpasswd("carol-pw"),
+            "zed@example.com:" + mkpasswd("zed-pw"),
+            "",
+        ]))
+
+    def tearDown(self):
+        if self._problem_count() != self._problems_before:
+            print("--- last lines of slapd's log ---")
+            print("\n".join(self.ldap.log().splitlines()[-15:]))
+        super().tearDown()
+
+    # --- helpers ---------------------------------------------------------------
+
+    def backend(self, keys, uris=None, service=True, timeout="2s"):
+        uris = uris or [self.ldap.uri]
+        svc = (f'bind_dn = "{SERVICE_DN}"\npassword_file = "{self.secret}"\n' if service else "")
+        return f"""
+[[backend]]
+type = "ldap"
+uris = [{", ".join(f'"{u}"' for u in uris)}]
+{f'timeout = "{timeout}"' if timeout else ""}
+{svc}{keys}
+"""
+
+    def pwdfile(self):
+        return f'\n[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n'
+
+    def config(self, backends, dovecot=None, mux_extra=""):
+        text = f"""
+[daemon]
+workers = 4
+log = "stderr"
+
+[cache]
+ttl = "0s"
+negative_ttl = "0s"
+
+[policy]
+enabled = false
+
+[saslauthd]
+socket = "{self.sock}"
+mode = "0666"
+{mux_extra}
+"""
+        if dovecot:
+            mechs = ", ".join(f'"{m}"' for m in dovecot)
+            text += f"""
+[dovecot]
+socket = "{self.dsock}"
+mode = "0666"
+mechanisms = [{mechs}]
+failure_delay = "0s"
+"""
+        return text + backends
+
+    def start(self, backends, args=(), **kw):
+        return self.daemon(self.config(backends, **kw), args=args, socket_path=self.sock)
+
+    def login(self, user, password, *extra):
+        return self.mailauth_test("-f", self.sock, "-u", user, "-p", password, *extra)
+
+    def assert_ok(self, user, password, *extra):
+        r = self.login(user, password, *extra)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, OK_LINE), f"{user}: {r.stderr}")
+
+    def assert_no(self, user, password, *extra):
+        r = self.login(user, password, *extra)
+        self.assertEqual((r.returncode, r.stdout.strip()), (1, NO_LINE), f"{user}: {r.stderr}")
+
+    def assert_tempfail(self, user, password, *extra):
+        r = self.login(user, password, *extra)
+        self.assertEqual(r.returncode, 3, f"{user}: {r.stdout} {r.stderr}")
+
+    def wait_ok(self, user, password, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.login(user, password)
+            if r.returncode == 0:
+                return
+            self.assertNotEqual(r.returncode, 1, "a wrong-password answer while recovering")
+            if time.monotonic() > deadline:
+                self.fail(f"no OK within {timeout}s: {r.returncode} {r.stderr}")
+            time.sleep(0.1)
+
+    def check_config(self, text, name="check.conf"):
+        path = self.write(name, text)
+        return subprocess.run([MAILAUTHD, "--check-config", "--config", path],
+                              capture_output=True, text=True, timeout=60)
+
+    def assert_no_secrets(self, log):
+        for secret in [SERVICE_PW, SEARCH_PW, "{SSHA}", "$6$", "$y$", "$argon2"] + \
+                list(self.tree.users.values()):
+            self.assertNotIn(secret, log)
+
+
+class LdapTest(LdapTestBase):
+    # --- both modes --------------------------------------------------------------
+
+    def test_bind_mode_the_chain_and_password_policy(self):
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                    f'enabled_filter = "{ENABLED}"\nauth = "bind"\n')
+                       + self.pwdfile(), args=["--debug"])
+        for user, pw in self.tree.users.items():
+            if user.split("@")[0] in ("carol", "lock", "old"):
+                continue
+            self.assert_ok(user, pw)
+            self.assert_no(user, pw + "x")
+        self.assert_ok("ALICE@Example.COM", "alice-pw")  # the directory ignores case
+        # Disabled in the directory: refused, and never asked of the pwdfile
+        # that still knows her.
+        self.assert_no("carol@example.com", "carol-pw")
+        # Unknown to the directory: the next backend decides.
+        self.assert_ok("zed@example.com", "zed-pw")
+        self.assert_no("nobody@example.com", "zed-pw")
+        # An empty password is never an (anonymous) bind that succeeds.
+        r = mux_exchange(self.sock, mux_frame("alice@example.com", "", "smtp", ""))
+        self.assertTrue((mux_reply_text(r) or "").startswith("NO"), r)
+        # Password policy: the server's reasons are logged.
+        self.assert_no("lock@example.org", "lock-pw")
+        if slapd.have_module("ppolicy"):
+            self.assert_no("old@example.org", "old-pw")
+        log = d.log()
+        self.assertIn('user=carol@example.com service=smtp realm= rip= backend=ldap '
+                      'reason="account disabled (enabled_filter)"', log)
+        self.assertIn("result=ok proto=mux user=zed@example.com service=smtp realm= rip= "
+                      "backend=pwdfile", log)
+        if slapd.have_module("ppolicy"):
+            self.assertIn('reason="password policy: account locked"', log)
+            self.assertIn('reason="password policy: password expired"', log)
+        self.assertNotIn("result=tempfail", log)
+        self.assert_no_secrets(log)
+
+    def test_lookup_mode_schemes_cram_md5_and_scram(self):
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(&(objectClass=posixAccount)(mail=%u))"\n'
+                                    f'enabled_filter = "{ENABLED}"\nauth = "lookup"\n')
+                       + self.pwdfile(), dovecot=("PLAIN", "CRAM-MD5", "SCRAM-SHA-256"))
+        for user in ("alice@example.com", "bob@example.com", "erin@example.com",
+                     "grace@example.com", "dave@example.org"):
+            self.assert_ok(user, self.tree.users[user])
+            self.assert_no(user, "wrong")
+        if self.tree.argon2:
+            self.assert_ok("frank@example.com", "frank-pw")  # {ARGON2} by slapd's module
+        self.assert_no("carol@example.com", "carol-pw")
+        self.assert_ok("zed@example.com", "zed-pw")
+        self.assert_no("nopw@example.org", "")
+        # A clear-text value serves CRAM-MD5 and SCRAM; a hash cannot.
+        for mech in ("CRAM-MD5", "SCRAM-SHA-256"):
+            r = self.mailauth_test("--dovecot", "-f", self.dsock, "--mech", mech,
+                                   "-u", "grace@example.com", "-p", "grace-pw")
+            self.assertEqual(r.returncode, 0, f"{mech}: {r.stdout} {r.stderr}")
+            r = self.mailauth_test("--dovecot", "-f", self.dsock, "--mech", mech,
+                                   "-u", "alice@example.com", "-p", "alice-pw")
+            self.assertEqual(r.returncode, 1, f"{mech}: {r.stdout} {r.stderr}")
+        log = d.log()
+        self.assertIn('user=carol@example.com service=smtp realm= rip= backend=ldap '
+                      'reason="account disabled (enabled_filter)"', log)
+        self.assertNotIn("result=tempfail", log)
+        self.assert_no_secrets(log)
+
+    def test_lookup_mode_without_read_access_is_a_config_problem(self):
+        d = self.start(f"""
+[[backend]]
+type = "ldap"
+uris = ["{self.ldap.uri}"]
+bind_dn = "{SEARCH_DN}"
+password = "{SEARCH_PW}"
+base = "{SUFFIX}"
+filter = "(mail=%u)"
+auth = "lookup"
+""" + self.pwdfile())
+        self.assert_no("alice@example.com", "alice-pw")  # known, nothing to verify
+        self.assertIn("config problem: ldap ldap: user alice@example.com", d.log())
+
+    def test_fastbind_dn_template_and_realm(self):
+        d = self.start(self.backend('dn_template = "uid=%n,ou=%d,' + SUFFIX + '"\n', service=False))
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.assert_ok("alice", "alice-pw", "-r", "example.com")  # %d from the realm
+        self.assert_ok("sam@example.org", "sam-org-pw")
+        self.assert_no("sam@example.org", "sam-com-pw")
+        self.assert_no("alice@example.org", "alice-pw")  # no such DN
+        self.assert_no("alice@example.com", "wrong")
+        self.assertNotIn("result=tempfail", d.log())
+
+    # --- hostile names -----------------------------------------------------------
+
+    def test_injection_names_never_widen_a_search_or_build_another_dn(self):
+        names = ["*", "*)(uid=*", "alice@example.com)(|(mail=*", "*@example.com", "\\",
+                 "\\2a", "alice@example.com,ou=x", "uid=alice,ou=example.com," + SUFFIX,
+                 "alice,ou=example.com@example.com", "alice+cn=x@example.com",
+                 "#alice@example.com"]
+        # (" alice@example.com" is alice: LDAP matching ignores surrounding
+        # spaces, and normalize = "lower" trims them into the one name.)
+        for keys in (f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\nauth = "bind"\n',
+                     f'base = "{SUFFIX}"\nfilter = "(&(uid=%n)(mail=%u))"\nauth = "lookup"\n',
+                     f'dn_template = "uid=%n,ou=%d,{SUFFIX}"\n'):
+            with self.subTest(keys=keys):
+                d = self.start(self.backend(keys) + self.pwdfile())
+                self.addCleanup(d.stop)
+                for name in names:
+                    for pw in ("alice-pw", "sam-com-pw", "zed-pw"):
+                        r = self.login(name, pw)
+                        self.assertIn(r.returncode, (1,), f"{name!r} {pw}: {r.stdout} {r.stderr}")
+                # NUL and control bytes over the raw protocol.
+                for name in (b"ali\x00ce@example.com", b"\x00alice@example.com",
+                             b"*\x00)(uid=*", b"alice@example.com\n"):
+                    reply = mux_reply_text(mux_exchange(self.sock, mux_frame(name, b"alice-pw", b"smtp", b"")))
+                    self.assertTrue(reply is not None and reply.startswith("NO"), (name, reply))
+                log = d.log()
+                self.assertNotIn("result=ok", log)
+                self.assertNotIn("ambiguous", log)
+                d.stop()
+                self.daemons.remove(d)
+
+    def test_ambiguous_match_is_a_temporary_failure_not_the_first_entry(self):
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(uid=%n)"\n') + self.pwdfile())
+        self.assert_ok("alice@example.com", "alice-pw")
+        for pw in ("sam-com-pw", "sam-org-pw", "wrong"):
+            self.assert_tempfail("sam@example.com", pw)
+        log = d.log()
+        self.assertEqual(log.count("is ambiguous"), 1, log)  # once per user
+        self.assertIn('reason="ambiguous: more than one entry matches the filter for this user"', log)
+        self.assertNotIn("result=ok proto=mux user=sam", log)
+
+    # --- outages -------------------------------------------------------------------
+
+    def test_slapd_stopped_under_load_then_back_without_a_restart(self):
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n', timeout="1s"))
+        self.assert_ok("alice@example.com", "alice-pw")
+        results, stop = [], threading.Event()
+
+        def load(user, pw, right):
+            while not stop.is_set():
+                r = self.login(user, pw)
+                results.append((right, r.returncode))
+
+        threads = [threading.Thread(target=load, args=a) for a in
+                   [("alice@example.com", "alice-pw", True), ("bob@example.com", "bob pw 2", True),
+                    ("alice@example.com", "wrong", False), ("erin@example.com", "erin-pw", True)]]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        self.ldap.stop()
+        time.sleep(2)
+        mark = len(results)
+        time.sleep(1)
+        down = results[mark:]
+        self.ldap.start()
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join()
+        self.wait_ok("alice@example.com", "alice-pw")
+        self.assert_no("alice@example.com", "wrong")
+        # While it was down: temporary failures only.
+        self.assertTrue(down, "no attempts while slapd was down")
+        self.assertTrue(all(rc == 3 for _, rc in down), down)
+        # Never an OK for a wrong password, never a NO for a right one.
+        for right, rc in results:
+            self.assertIn(rc, (0, 3) if right else (1, 3))
+        log = d.log()
+        self.assertEqual(log.count("directory unavailable"), 1, log)
+        self.assertIn("directory reachable again", log)
+
+    def test_hung_slapd_is_a_timely_temporary_failure(self):
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n', timeout="1s"))
+        self.assert_ok("alice@example.com", "alice-pw")
+        self.ldap.pause()
+        try:
+            t0 = time.monotonic()
+            self.assert_tempfail("alice@example.com", "alice-pw")
+            self.assertLess(time.monotonic() - t0, 5)
+        finally:
+            self.ldap.resume()
+        self.wait_ok("alice@example.com", "alice-pw")
+        self.assertIn("directory unavailable", d.log())
+
+    def test_wrong_service_password(self):
+        self.write("ldap.secret", "not-the-password\n", 0o600)
+        conf = self.config(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n') + self.pwdfile())
+        r = self.check_config(conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("Invalid credentials", r.stderr)
+        self.assertIn(SERVICE_DN, r.stderr)
+        self.assertNotIn("warning", r.stderr)  # an error, not "unreachable"
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n') + self.pwdfile())
+        for user, pw in (("alice@example.com", "alice-pw"), ("alice@example.com", "wrong"),
+                         ("zed@example.com", "zed-pw"), ("carol@example.com", "carol-pw")):
+            self.assert_tempfail(user, pw)
+        log = d.log()
+        self.assertIn("directory unavailable", log)
+        self.assertIn("Invalid credentials (49)", log)
+        self.assertNotIn("result=ok", log)
+        self.assertNotIn("not-the-password", log)
+
+    def test_check_config(self):
+        ok = self.check_config(self.config(self.backend(f'base = "{SUFFIX}"\n')))
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        bad_base = self.check_config(self.config(self.backend('base = "dc=nowhere,dc=example"\n')))
+        self.assertEqual(bad_base.returncode, 1)
+        self.assertIn("dc=nowhere", bad_base.stderr)
+        down = self.check_config(self.config(self.backend(
+            f'base = "{SUFFIX}"\n', uris=[f"ldap://127.0.0.1:{slapd.free_port()}"])))
+        self.assertEqual(down.returncode, 0, down.stderr)
+        self.assertIn("warning", down.stderr)
+        for keys, message in [('base = "x"\nfilter = "uid=%u"\n', "parentheses"),
+                              ('base = "x"\nfilter = "(uid=%x)"\n', "unknown escape %x"),
+                              ('base = "x"\nfilter = "(uid=alice)"\n', "must use %u"),
+                              ('base = "x"\nscope = "deep"\n', "scope"),
+                              ('base = "x"\nauth = "compare"\n', "auth"),
+                              ('base = "x"\nsurprise = 1\n', "surprise"),
+                              ('base = "x"\ntimeout = "30s"\n', "timeout")]:
+            r = self.check_config(self.config(self.backend(keys, timeout=None)))
+            self.assertEqual(r.returncode, 1, keys)
+            self.assertIn(message, r.stderr, keys)
+            self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend")
+
+    # --- failover and TLS ------------------------------------------------------------
+
+    def test_failover_and_return_to_the_first(self):
+        second = Slapd(os.path.join(self.root, "b")).bootstrap(self.tree.ldif()).start()
+        try:
+            d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n',
+                                        uris=[self.ldap.uri, second.uri], timeout="1s"))
+            self.assert_ok("alice@example.com", "alice-pw")
+            self.ldap.stop()
+            self.wait_ok("alice@example.com", "alice-pw")
+            for _ in range(5):
+                self.assert_ok("bob@example.com", "bob pw 2")
+                self.assert_no("bob@example.com", "wrong")
+            d.wait_log(f"now using {second.uri} (failover)")
+            self.ldap.start()
+            deadline = time.monotonic() + 30
+            while f"now using {self.ldap.uri}" not in d.log():
+                self.assertLess(time.monotonic(), deadline, d.log())
+                self.assert_ok("alice@example.com", "alice-pw")
+                time.sleep(0.2)
+            second.stop()
+            for _ in range(3):
+                self.assert_ok("alice@example.com", "alice-pw")
+        finally:
+            second.stop()
+
+    def test_starttls_and_ldaps(self):
+        for keys, uris in [(f'starttls = true\ntls_ca = "{self.tls["ca"]}"\n', [self.ldap.uri]),
+                           (f'tls_ca = "{self.tls["ca"]}"\n', [self.ldap.ldaps_uri])]:
+            with self.subTest(uris=uris):
+                d = self.start(self.backend(keys + f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n',
+                                            uris=uris))
+                self.assert_ok("alice@example.com", "alice-pw")
+                self.assert_no("alice@example.com", "wrong")
+                d.stop()
+                self.daemons.remove(d)
+        # Without the test CA the certificate is not trusted: never a clear-text
+        # fallback, a configuration error at --check-config, temporary failures.
+        other = slapd.make_ca(self.path("other-ca"))
+        conf = self.config(self.backend(f'starttls = true\ntls_ca = "{other["ca"]}"\n'
+                                        f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.check_config(conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("StartTLS", r.stderr)
+        self.start(self.backend(f'starttls = true\ntls_ca = "{other["ca"]}"\n'
+                                f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        self.assert_tempfail("alice@example.com", "alice-pw")
