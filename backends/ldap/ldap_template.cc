@@ -52,7 +52,6 @@ Values Values::for_user(std::string_view user, std::string_view realm) {
   const auto at = user.rfind('@');
   if (at == std::string_view::npos) {
     v.local = user;
-    v.domain = realm;
   } else {
     v.local = user.substr(0, at);
     v.domain = user.substr(at + 1);

@@ -4,8 +4,9 @@
 //
 //   %u  the user as the chain asks for it (login, or login@realm)
 //   %n  its local part (before the last '@'; the whole name without one)
-//   %d  its domain (after the last '@'); when the name has no '@', the realm
-//       the client sent (saslauthd's %d does the same)
+//   %d  its domain (after the last '@'; empty without one), as in the
+//       mysql backend's templates and saslauthd's %d (with saslauthd -r, or
+//       join_realm, the realm is part of the name)
 //   %r  the realm the client sent       %s  the service ("smtp", "imap", …)
 //   %%  a literal percent sign
 //
@@ -44,8 +45,8 @@ struct Values {
   std::string_view realm;    // %r
   std::string_view service;  // %s
 
-  // %u, %n and %d from a name and the client's realm: split at the last '@';
-  // without one, %n is the whole name and %d is the realm.
+  // %u, %n and %d from a name, and %r: split at the last '@'; without one,
+  // %n is the whole name and %d is empty.
   static Values for_user(std::string_view user, std::string_view realm);
   std::string_view operator[](char escape) const;
 };

@@ -13,8 +13,9 @@
 //   ldap_tls_check_peer, ldap_timeout (seconds), ldap_version (3 only)
 //   ldap_use_sasl: refused when on (mailauthd binds with simple binds only)
 // Tokens in ldap_filter: %u (user), %U (its part before the '@'), %d (its
-// domain, or the realm), %r (realm), %s (service), %% ('%').  %D, %1-%9 and
-// the group keys are saslauthd features mailauthd does not offer: refused.
+// domain: empty without '@', as in saslauthd), %r (realm), %s (service), %%
+// ('%').  %D, %R, %1-%9, tokens in ldap_search_base and the group keys are
+// saslauthd features mailauthd does not offer: refused with the line.
 // Keys mailauthd has no use for but that change nothing it does
 // (ldap_time_limit, ldap_size_limit, ldap_deref, ldap_restart, ldap_referrals,
 // ldap_debug, ldap_verbose, ldap_cache_*) are accepted; every other key is

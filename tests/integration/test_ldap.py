@@ -221,7 +221,8 @@ auth = "lookup"
     def test_fastbind_dn_template_and_realm(self):
         d = self.start(self.backend('dn_template = "uid=%n,ou=%d,' + SUFFIX + '"\n', service=False))
         self.assert_ok("alice@example.com", "alice-pw")
-        self.assert_ok("alice", "alice-pw", "-r", "example.com")  # %d from the realm
+        self.assert_no("alice", "alice-pw", "-r", "example.com")  # %d is the name's, not the realm
+        self.assertIn('user=alice service=smtp realm=example.com rip= backend=- reason="unknown user"', d.log())
         self.assert_ok("sam@example.org", "sam-org-pw")
         self.assert_no("sam@example.org", "sam-com-pw")
         self.assert_no("alice@example.org", "alice-pw")  # no such DN
@@ -408,3 +409,115 @@ auth = "lookup"
         self.start(self.backend(f'starttls = true\ntls_ca = "{other["ca"]}"\n'
                                 f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
         self.assert_tempfail("alice@example.com", "alice-pw")
+
+
+class SaslauthdConfTest(LdapTestBase):
+    """mailauthd -a ldap -O saslauthd.conf against the real saslauthd -a ldap
+    -O with the same file: the same answers to testsaslauthd."""
+
+    def setUp(self):
+        super().setUp()
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        super().tearDown()
+
+    def serve(self, program, conf, name):
+        rundir = self.path(name)
+        os.makedirs(rundir, exist_ok=True)
+        log = open(self.path(name + ".log"), "ab")
+        self.procs.append(subprocess.Popen([program, "-a", "ldap", "-O", conf, "-m", rundir, "-d",
+                                            "-n", "2"], stdout=log, stderr=log,
+                                           stdin=subprocess.DEVNULL,
+                                           # saslauthd signals its whole process group when it stops
+                                           start_new_session=True))
+        log.close()
+        mux = os.path.join(rundir, "mux")
+        deadline = time.monotonic() + 15
+        while not os.path.exists(mux):
+            if self.procs[-1].poll() is not None:
+                with open(self.path(name + ".log")) as f:
+                    self.fail(f"{name} exited: {f.read()}")
+            self.assertLess(time.monotonic(), deadline, f"{name} did not start")
+            time.sleep(0.05)
+        return mux
+
+    def ask(self, mux, user, password, *extra):
+        r = subprocess.run([shutil.which("testsaslauthd") or "/usr/sbin/testsaslauthd", "-f", mux,
+                            "-u", user, "-p", password, "-s", "smtp", *extra],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout.strip()
+
+    def compare(self, conf_text, cases):
+        conf = self.write("saslauthd.conf", conf_text, 0o600)
+        theirs = self.serve(shutil.which("saslauthd") or "/usr/sbin/saslauthd", conf, "saslauthd")
+        ours = self.serve(MAILAUTHD, conf, "mailauthd")
+        oks = 0
+        for case in cases:
+            a, b = self.ask(theirs, *case), self.ask(ours, *case)
+            self.assertEqual(a, b, f"{case}: saslauthd {a}, mailauthd {b}")
+            oks += a[1] == OK_LINE
+        self.assertGreater(oks, 0)
+        for p in self.procs:
+            p.terminate()
+            p.wait(15)
+
+    def cases(self, users):
+        out = []
+        for user in users:
+            pw = self.tree.users[user]
+            out += [(user, pw), (user, pw + "x"), (user, "")]
+        out += [("nobody@example.com", "alice-pw"), ("*", "alice-pw"), ("*)(uid=*", "alice-pw"),
+                ("alice", "alice-pw", "-r", "example.com")]
+        return out
+
+    def test_bind_and_search_filter(self):
+        self.compare(f"""# as a Debian admin writes it
+ldap_servers: {self.ldap.uri}
+ldap_search_base: {SUFFIX}
+ldap_filter: (mail=%u)
+ldap_bind_dn: {SERVICE_DN}
+ldap_password: {SERVICE_PW}
+ldap_auth_method: bind
+ldap_timeout: 3
+ldap_version: 3
+""", self.cases([u for u in self.tree.users if not u.startswith("sam@")]))
+
+    def test_fastbind(self):
+        self.compare(f"""ldap_servers: {self.ldap.uri}
+ldap_auth_method: fastbind
+ldap_filter: uid=%U,ou=%d,{SUFFIX}
+""", self.cases(["alice@example.com", "bob@example.com", "dave@example.org",
+                 "sam@example.org", "lock@example.org"]))
+
+    def test_custom_compares_user_password(self):
+        self.compare(f"""ldap_servers: {self.ldap.uri}
+ldap_search_base: {SUFFIX}
+ldap_filter: mail=%u
+ldap_bind_dn: {SERVICE_DN}
+ldap_password: {SERVICE_PW}
+ldap_auth_method: custom
+ldap_start_tls: yes
+ldap_tls_cacert_file: {self.tls["ca"]}
+ldap_tls_check_peer: yes
+""", self.cases(["alice@example.com", "bob@example.com", "erin@example.com",
+                 "grace@example.com", "dave@example.org"]))
+
+    def test_unsupported_keys_are_reported(self):
+        for text, message in [("ldap_use_sasl: yes\n", "ldap_use_sasl"),
+                              ("ldap_group_dn: cn=mail\n", "ldap_group"),
+                              ("ldap_frobnicate: 1\n", "ldap_frobnicate")]:
+            conf = self.write("bad.conf", f"ldap_search_base: {SUFFIX}\n" + text)
+            r = subprocess.run([MAILAUTHD, "-a", "ldap", "-O", conf, "-m", self.path("x"), "-d"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(f"{conf}:2: key '", r.stderr)
+            self.assertIn(message, r.stderr)

@@ -4,6 +4,10 @@
 #include <string>
 
 #include "backends/ldap/ldap_template.h"
+#include "backends/ldap/saslauthd_conf.h"
+#include "src/config/config.h"
+
+#include <toml++/toml.h>
 
 namespace mailauth::backend::ldap {
 namespace {
@@ -47,10 +51,11 @@ TEST(LdapTemplate, ExpandsEscapesInAFilter) {
   EXPECT_TRUE(t.uses('s'));
 }
 
-TEST(LdapTemplate, DomainFallsBackToTheRealm) {
+TEST(LdapTemplate, DomainIsThePartAfterTheLastAt) {
   auto v = Values::for_user("alice", "example.org");
   EXPECT_EQ(v.local, "alice");
-  EXPECT_EQ(v.domain, "example.org");
+  EXPECT_EQ(v.domain, "");  // as saslauthd's %d: the realm is %r
+  EXPECT_EQ(v.realm, "example.org");
   v = Values::for_user("a@b@example.com", "example.org");
   EXPECT_EQ(v.local, "a@b");
   EXPECT_EQ(v.domain, "example.com");
@@ -89,6 +94,78 @@ TEST(LdapTemplate, RejectsBadTemplates) {
   EXPECT_THROW(Template::parse("%u", Template::Kind::Dn), TemplateError);
   EXPECT_NO_THROW(Template::parse("(cn=a\\29b)", Template::Kind::Filter));
   EXPECT_NO_THROW(Template::parse("(|(mail=%u)(uid=%u))", Template::Kind::Filter));
+}
+
+// The translated [[backend]] table, parsed back.
+toml::table backend_of(const std::string& text) {
+  toml::table doc = toml::parse(text);
+  return *doc["backend"].as_array()->at(0).as_table();
+}
+std::string str(const toml::table& t, const char* key) { return t[key].value_or(std::string("(none)")); }
+
+TEST(LdapSaslauthdConf, TranslatesTheKeysAndTokens) {
+  const auto t = backend_of(saslauthd_conf_to_toml(
+      "# saslauthd.conf\n"
+      "ldap_servers: ldap://a.example ldaps://b.example:636/\n"
+      "ldap_search_base: dc=example,dc=com\n"
+      "LDAP_FILTER: (&(uid=%U)(o=%d)(x=%r)(s=%s)(m=%u)(p=%%))\n"
+      "ldap_bind_dn: cn=svc,dc=example,dc=com\n"
+      "ldap_password: se\"cret\\\n"
+      "ldap_scope: one\n"
+      "ldap_start_tls: yes\n"
+      "ldap_tls_cacert_file: /etc/ssl/ca.pem\n"
+      "ldap_timeout: 30\n"
+      "ldap_time_limit: 5\n"
+      "ldap_version: 3\n"
+      "ldap_use_sasl: no\n",
+      "/etc/saslauthd.conf"));
+  EXPECT_EQ(str(t, "type"), "ldap");
+  EXPECT_EQ(t["uris"][0].value_or(std::string()), "ldap://a.example");
+  EXPECT_EQ(t["uris"].as_array()->size(), 2u);
+  EXPECT_EQ(t["uris"][1].value_or(std::string()), "ldaps://b.example:636/");
+  EXPECT_EQ(str(t, "filter"), "(&(uid=%n)(o=%d)(x=%r)(s=%s)(m=%u)(p=%%))");
+  EXPECT_EQ(str(t, "auth"), "bind");
+  EXPECT_EQ(str(t, "base"), "dc=example,dc=com");
+  EXPECT_EQ(str(t, "scope"), "one");
+  EXPECT_EQ(str(t, "bind_dn"), "cn=svc,dc=example,dc=com");
+  EXPECT_EQ(str(t, "password"), "se\"cret\\");
+  EXPECT_EQ(t["starttls"].value_or(false), true);
+  EXPECT_EQ(str(t, "tls_ca"), "/etc/ssl/ca.pem");
+  EXPECT_EQ(str(t, "timeout"), "9s");  // under Postfix's 10 s
+}
+
+TEST(LdapSaslauthdConf, DefaultsFastbindAndCustom) {
+  auto t = backend_of(saslauthd_conf_to_toml("ldap_search_base: o=x\n", "f"));
+  EXPECT_EQ(t["uris"][0].value_or(std::string()), "ldap://localhost/");
+  EXPECT_EQ(str(t, "filter"), "(uid=%u)");
+  t = backend_of(saslauthd_conf_to_toml("ldap_auth_method: fastbind\nldap_filter: uid=%U,ou=%d,o=x\n", "f"));
+  EXPECT_EQ(str(t, "dn_template"), "uid=%n,ou=%d,o=x");
+  EXPECT_EQ(str(t, "filter"), "(none)");
+  t = backend_of(saslauthd_conf_to_toml("ldap_auth_method: custom\nldap_search_base: o=x\n"
+                                        "ldap_password_attr: mailPassword\n", "f"));
+  EXPECT_EQ(str(t, "auth"), "lookup");
+  EXPECT_EQ(str(t, "password_attribute"), "mailPassword");
+}
+
+TEST(LdapSaslauthdConf, RefusesWhatItCannotDoWithFileAndLine) {
+  auto message = [](const std::string& text) {
+    try {
+      saslauthd_conf_to_toml(text, "/etc/saslauthd.conf");
+    } catch (const config::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(message("ldap_search_base: o=x\nldap_use_sasl: yes\n").rfind("/etc/saslauthd.conf:2: key 'ldap_use_sasl': SASL binds", 0), 0u)
+      << message("ldap_search_base: o=x\nldap_use_sasl: yes\n");
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_frobnicate: 1\n").find(":2: key 'ldap_frobnicate': unknown"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_group_dn: cn=g\n").find("ldap_group"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_filter: uid=%D\n").find("%D"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_filter: uid=%1\n").find("%1"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_version: 2\n").find("LDAPv3"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_auth_method: sasl\n").find("bind, fastbind or custom"), std::string::npos);
+  EXPECT_NE(message("ldap_search_base: o=x\nno colon here\n").find(":2: expected"), std::string::npos);
+  EXPECT_NE(message("ldap_filter: uid=%u\n").find("ldap_search_base"), std::string::npos);
 }
 
 }  // namespace
