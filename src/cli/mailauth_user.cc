@@ -339,6 +339,15 @@ class Tool {
     bool printed = false;
     auto pw = new_password(&printed);
     if (!pw) return kNo;
+    if (store_->takes_plaintext()) {
+      // The store hashes it (LDAP Password Modify): the plaintext goes as is.
+      auto r = store_->set_password(user, pw->view());
+      if (r.status != AccountStore::Status::Done) return error(status_exit(r.status), r.message);
+      flush(user);
+      std::cerr << args_.program() << ": new password for " << user << " (hashed by "
+                << backend_->name() << (r.message.empty() ? "" : ", " + r.message) << ")\n";
+      return kOk;
+    }
     const std::string stored = stored_form(mailauth::password::hash(opt_.scheme, pw->view()));
     auto r = store_->set_password(user, stored);
     if (r.status != AccountStore::Status::Done) return error(status_exit(r.status), r.message);
@@ -404,8 +413,15 @@ class Tool {
     open_backend(false);
     mailauth::backend::LookupResult r;
     if (int rc = lookup(user, &r); rc != kOk) return rc;
+    // A verify-only backend (ldap with auth = "bind") checks passwords itself.
+    const bool verify_only = backend_->kind() == mailauth::backend::Backend::Kind::VerifyOnly;
     const std::string scheme =
-        mailauth::password::scheme_of(r.credential.stored.view(), r.credential.default_scheme);
+        verify_only ? std::string("(checked by the backend)")
+                    : mailauth::password::scheme_of(r.credential.stored.view(),
+                                                    r.credential.default_scheme);
+    // What the backend says about where it found the user (ldap: the DN and
+    // which filters matched), if anything.
+    const std::string& entry = r.reason;
     const std::string status = r.credential.disabled
                                    ? "disabled" + (r.credential.disabled_reason.empty()
                                                        ? std::string()
@@ -415,10 +431,12 @@ class Tool {
       std::cout << "{\"user\": " << json_string(user) << ", \"backend\": "
                 << json_string(backend_->name()) << ", \"type\": " << json_string(backend_->type())
                 << ", \"scheme\": " << json_string(scheme)
-                << ", \"enabled\": " << (r.credential.disabled ? "false" : "true") << "}\n";
+                << ", \"enabled\": " << (r.credential.disabled ? "false" : "true")
+                << (entry.empty() ? std::string() : ", \"entry\": " + json_string(entry)) << "}\n";
     } else {
       std::cout << "user:    " << user << "\nbackend: " << backend_->name() << " ("
                 << backend_->type() << ")\nscheme:  " << scheme << "\nstatus:  " << status << "\n";
+      if (!entry.empty()) std::cout << "entry:   " << entry << "\n";
     }
     return kOk;
   }
@@ -431,6 +449,18 @@ class Tool {
     std::string pw, err;
     if (!mailauth::cli::read_password("Password: ", false, opt_.password_stdin, &pw, &err))
       return error(kNo, err);
+    if (backend_->kind() == mailauth::backend::Backend::Kind::VerifyOnly) {
+      const auto vr = backend_->verify(mailauth::backend::Query{user, "", "smtp", ""}, pw);
+      mailauth::wipe(pw.data(), pw.size());
+      switch (vr.verdict) {
+        case mailauth::backend::Verdict::Ok: break;
+        case mailauth::backend::Verdict::Fail: return error(kNo, "refused: " + vr.reason);
+        case mailauth::backend::Verdict::Unknown: return error(kNo, "no user " + user + " in " + backend_->name());
+        case mailauth::backend::Verdict::TempFail: return error(kUnavailable, vr.reason);
+      }
+      std::cerr << args_.program() << ": password OK\n";
+      return kOk;
+    }
     const auto v = mailauth::password::verify(r.credential.stored.view(), pw,
                                               r.credential.default_scheme);
     mailauth::wipe(pw.data(), pw.size());

@@ -521,3 +521,67 @@ ldap_tls_check_peer: yes
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             self.assertIn(f"{conf}:2: key '", r.stderr)
             self.assertIn(message, r.stderr)
+
+
+class LdapUserToolTest(LdapTestBase):
+    """mailauth-user on an ldap backend: passwd through Password Modify,
+    show, verify; add and del refused."""
+
+    def user_tool(self, conf, *args, input=None):
+        from harness import MAILAUTH_USER
+        return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=input,
+                              capture_output=True, text=True, timeout=60)
+
+    def test_passwd_show_verify_and_refusals(self):
+        for auth in ("bind", "lookup"):
+            with self.subTest(auth=auth):
+                conf = self.write("user.conf", self.backend(
+                    f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\nauth = "{auth}"\n'
+                    f'enabled_filter = "{ENABLED}"\n'))
+                r = self.user_tool(conf, "show", "alice@example.com")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(f"dn: uid=alice,ou=example.com,{SUFFIX}", r.stdout)
+                self.assertIn("matched: filter (mail=alice@example.com), enabled_filter", r.stdout)
+                r = self.user_tool(conf, "show", "carol@example.com")
+                self.assertIn("disabled", r.stdout)
+                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                                   input="alice-pw\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                                   input="wrong\n")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                r = self.user_tool(conf, "show", "nobody@example.com")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                for args in (["add", "new@example.com", "--random"], ["del", "alice@example.com"],
+                             ["disable", "alice@example.com"], ["list"]):
+                    r = self.user_tool(conf, *args)
+                    self.assertNotEqual(r.returncode, 0, args)
+                    self.assertIn("managed with its own tools", r.stderr, args)
+        # passwd: the directory hashes the new password (Password Modify).
+        conf = self.write("user.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.user_tool(conf, "passwd", "dave@example.org", "--password-stdin",
+                           input="new dave pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("new dave pw", r.stdout + r.stderr)
+        stored = self.ldap.search(SUFFIX, "(mail=dave@example.org)", "userPassword")
+        self.assertIn("userPassword::", stored)  # hashed by slapd ({SSHA}), not clear text
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        self.assert_ok("dave@example.org", "new dave pw")
+        self.assert_no("dave@example.org", "dave-pw")
+        # A service DN without the right: refused with the directory's reason.
+        conf = self.write("search.conf", f"""
+[[backend]]
+type = "ldap"
+uris = ["{self.ldap.uri}"]
+bind_dn = "{SEARCH_DN}"
+password = "{SEARCH_PW}"
+base = "{SUFFIX}"
+filter = "(mail=%u)"
+""")
+        r = self.user_tool(conf, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Insufficient access", r.stderr)
+        # Put dave back for the other tests of this class.
+        self.ldap.modify(f"dn: uid=dave,ou=example.org,{SUFFIX}\nchangetype: modify\n"
+                         f"replace: userPassword\nuserPassword: {slapd.ssha('dave-pw')}\n")
+        d.stop()
