@@ -120,8 +120,8 @@ TEST(Config, BackendErrors) {
   EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\npath = \"/x\"\n"),
             "test.conf:3: key 'backend[1].type': is required");
   const std::string unknown =
-      error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"ldap\"\n");
-  EXPECT_EQ(unknown.rfind("test.conf:4: key 'backend[1].type': unknown backend type \"ldap\"", 0), 0u)
+      error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"sasldb\"\n");
+  EXPECT_EQ(unknown.rfind("test.conf:4: key 'backend[1].type': unknown backend type \"sasldb\"", 0), 0u)
       << unknown;
   EXPECT_EQ(error_of("[saslauthd]\nsocket = \"/x\"\n[[backend]]\ntype = \"pwdfile\"\n"),
             "test.conf:3: key 'backend[1].path': is required");
