@@ -65,7 +65,8 @@ Sources (under --root DIR, default /):
 
 Options:
   --root DIR        read the files under DIR instead of / (paths written into
-                    the configuration are the machine's, not DIR's)
+                    the configuration are the machine's, not DIR's; a path
+                    named in a file that already lies under DIR is read as it is)
   --output FILE     write the configuration to FILE (and database passwords to
                     FILE's directory, mysql.secret, mode 0600); the report goes
                     to stdout.  Without it the configuration goes to stdout, the
@@ -129,9 +130,13 @@ struct Options {
   std::string old_socket, old_protocol = "mux", config, logins;
 };
 
+// A path on the migrated machine, under --root.  One that already lies under
+// the root (a tree whose paths were rewritten to where it is) is taken as it is.
 std::string join(const std::string& root, const std::string& path) {
   if (root == "/" || root.empty()) return path;
-  return (root.back() == '/' ? root.substr(0, root.size() - 1) : root) + path;
+  const std::string r = root.back() == '/' ? root.substr(0, root.size() - 1) : root;
+  if (path.rfind(r + "/", 0) == 0) return path;
+  return r + path;
 }
 
 std::optional<std::string> read_file(const std::string& path) {
