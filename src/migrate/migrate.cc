@@ -1469,7 +1469,8 @@ void migrate_dovecot(Ctx& c) {
                          (listener_user.empty() ? "" : ", user " + listener_user) +
                          (listener_group.empty() ? "" : ", group " + listener_group) + ")");
   }
-  dov.kv.insert(dov.kv.begin(), Kv{"socket", toml_quote(listener), from(listener_file, listener_line)});
+  dov.kv.insert(dov.kv.begin(), Kv{"socket", toml_quote(listener),
+                                   listener_file.empty() ? "" : from(listener_file, listener_line)});
   if (listener_mode.size() == 3) listener_mode = "0" + listener_mode;
   const bool mode_ok = listener_mode.size() == 4 &&
                        std::all_of(listener_mode.begin(), listener_mode.end(),
