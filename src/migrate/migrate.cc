@@ -108,7 +108,7 @@ long long dovecot_duration_ms(std::string_view text) {
   const std::string t = lower(trim(text));
   std::size_t k = 0;
   while (k < t.size() && std::isdigit(static_cast<unsigned char>(t[k]))) ++k;
-  if (k == 0 || k > 12) return -1;
+  if (k == 0 || k > 9) return -1;  // (no overflow below)
   bool ok = false;
   const long long n = parse_number(std::string_view(t).substr(0, k), &ok);
   if (!ok) return -1;
@@ -127,7 +127,7 @@ long long dovecot_size(std::string_view text) {
   const std::string t = lower(trim(text));
   std::size_t k = 0;
   while (k < t.size() && std::isdigit(static_cast<unsigned char>(t[k]))) ++k;
-  if (k == 0 || k > 12) return -1;
+  if (k == 0 || k > 9) return -1;  // (no overflow below)
   bool ok = false;
   const long long n = parse_number(std::string_view(t).substr(0, k), &ok);
   if (!ok) return -1;
@@ -385,7 +385,10 @@ void pwdfile_backend(Ctx& c, const PamLine& l, const std::string& file) {
   b.set("type", toml_quote("pwdfile"));
   b.set("path", toml_quote(path));
   c.backends.push_back(std::move(b));
-  c.report.carried(file, l.line, "pam_pwdfile pwdfile=" + path + " -> pwdfile backend");
+  c.report.carried(file, l.line,
+                   "pam_pwdfile pwdfile=" + path +
+                       " -> pwdfile backend (saslauthd read it as root; mailauthd reads it as "
+                       "user mailauth: chgrp mailauth " + path + "; chmod 0640 " + path + ")");
 }
 
 void shadow_backend(Ctx& c, PamState& st, const PamLine& l, const std::string& file) {
@@ -859,8 +862,11 @@ void migrate_saslauthd(Ctx& c) {
     Table cache;
     cache.header = "cache";
     const long ttl = o.cache_ttl >= 0 ? o.cache_ttl : 28800;
-    cache.set("ttl", toml_quote(std::to_string(std::max(1L, ttl)) + "s"), "-t (saslauthd's default 8 h)");
-    if (o.cache_kb > 0) cache.set("size", toml_int(std::max(16L, std::min(o.cache_kb * 10, 10'000'000L))), "-s");
+    cache.set("ttl", toml_quote(std::to_string(std::clamp(ttl, 1L, 31'536'000L)) + "s"),
+              "-t (saslauthd's default 8 h)");
+    // -s KiB: saslauthd's slots are about 100 bytes.
+    if (o.cache_kb > 0)
+      cache.set("size", toml_int(std::clamp(o.cache_kb, 2L, 1'000'000L) * 10), "-s");
     tables.push_back(std::move(cache));
     c.report.carried(in.file, options_line,
                      "-c -> [cache] (it keys on the stored credential: a changed password "
@@ -1249,8 +1255,10 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
                            "scheme=" + scheme + ": unprefixed values of this scheme cannot be "
                            "read from a pwdfile (give them their {" + upper + "} prefix)");
     }
-    c.report.carried(f, driver_line, "passdb passwd-file " + path + " (scheme=" + scheme +
-                                         ") -> pwdfile backend");
+    c.report.carried(f, driver_line,
+                     "passdb passwd-file " + path + " (scheme=" + scheme +
+                         ") -> pwdfile backend (mailauthd reads it as user mailauth: make it "
+                         "readable by group mailauth)");
     c.backends.push_back(std::move(b));
   } else if (driver == "sql") {
     dovecot_sql_passdb(c, passdb, args);
