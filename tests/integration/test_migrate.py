@@ -124,7 +124,9 @@ class MigrateBase(DaemonTestCase):
         self.assertIn("configuration OK", r.stdout + r.stderr)
         self.assertNotIn("not reachable", r.stdout + r.stderr)
 
-    def compare(self, old, conf, logins, protocol="mux", expect=0):
+    def compare(self, old, conf, logins, protocol="mux", expect=0, ok=None):
+        """--compare; `ok`: how many logins both must have accepted (so that
+        "no difference" is not two daemons refusing everyone)."""
         path = self.write("logins", "".join(line + "\n" for line in logins), mode=0o600)
         r = subprocess.run([MIGRATE, "--compare", "--old", old, "--old-protocol", protocol,
                             "--config", conf, "--logins", path], capture_output=True, text=True,
@@ -135,6 +137,8 @@ class MigrateBase(DaemonTestCase):
         for line in logins:  # never a password in the output
             if ":" in line and len(line.split(":", 1)[1]) >= 6:
                 self.assertNotIn(line.split(":", 1)[1], out)
+        if ok is not None:
+            self.assertEqual(out.count("(given password): ok\n"), ok, out)
         return out
 
     # --- the old daemons ----------------------------------------------------
@@ -234,7 +238,7 @@ class SaslauthdFileTest(MigrateBase):
         run = self.runnable(conf, [('type = "shadow"\n', f'type = "shadow"\npath = "{s}"\n')])
         self.check_config(run)
         out = self.compare(sock, run, ["migalice:alice-pw", "migalice:not-her-pw", "migbob:bob-pw",
-                                       "migbob", "miglocked:locked-pw", "nosuchmiguser:pw"])
+                                       "migbob", "miglocked:locked-pw", "nosuchmiguser:pw"], ok=2)
         self.assertIn("compared 6 logins: 0 differences", out)
 
     def test_d_second_instance_with_pam_pwdfile(self):
@@ -251,7 +255,7 @@ class SaslauthdFileTest(MigrateBase):
         self.check_config(run)
         logins = ["alice:alice-pw", "alice:bad", "bob@example.com:bob-pw", "bob@example.com",
                   "carol:carol-pw", "nobody@example.com:pw"]
-        out = self.compare(sock, run, logins)
+        out = self.compare(sock, run, logins, ok=2)
         self.assertIn("compared 6 logins: 0 differences", out)
 
         # Negative: the new side has another password for alice.
@@ -322,7 +326,7 @@ class MysqlMigrateTest(MigrateBase):
         self.assertNotIn("aPASSWORD", text + report)
         out = self.compare(sock, run, [
             "alice@example.com:alice-pw", "alice@example.com:wrong-pw-9", "bob@example.com:bob-pw",
-            "carol@example.com:carol-pw", "carol@example.com", "nobody@example.com:pw"])
+            "carol@example.com:carol-pw", "carol@example.com", "nobody@example.com:pw"], ok=2)
         self.assertIn("compared 6 logins: 0 differences", out)
 
     def test_c_pam_mysql_postfixadmin_mailbox(self):
@@ -340,7 +344,7 @@ class MysqlMigrateTest(MigrateBase):
         self.assertNotIn("pfa-secret", text + report)
         out = self.compare(sock, run, [
             "alice@example.com:alice-pw", "alice@example.com:nope", "bob@example.com:bob-pw",
-            "carol@example.org:carol-pw", "carol@example.org", "ghost@example.com:pw"])
+            "carol@example.org:carol-pw", "carol@example.org", "ghost@example.com:pw"], ok=2)
         self.assertIn("compared 6 logins: 0 differences", out)
 
     def test_f_dovecot_sql_sha512_crypt(self):
@@ -365,7 +369,7 @@ class MysqlMigrateTest(MigrateBase):
         out = self.compare(sock, run, [
             "alice@example.com:alice-pw", "alice@example.com:wrong-pw-9", "bob@example.com:bob-pw",
             "bob@example.com", "carol@example.com:carol-pw", "nobody@example.com:pw"],
-            protocol="dovecot")
+            protocol="dovecot", ok=2)
         self.assertIn("compared 6 logins: 0 differences", out)
 
 
@@ -385,7 +389,7 @@ class DovecotFileTest(MigrateBase):
         out = self.compare(sock, run, [
             "alice@example.com:alice-pw", "alice@example.com:wrong-pw-9", "bob@example.com:bob-pw",
             "carol@example.com:carol-pw", "carol@example.com", "dave@example.com:dave-pw",
-            "nobody@example.com:pw"], protocol="dovecot")
+            "nobody@example.com:pw"], protocol="dovecot", ok=3)
         self.assertIn("compared 7 logins: 0 differences", out)
 
     def test_doveconf_output_and_reported_not_dropped(self):
