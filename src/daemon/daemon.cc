@@ -186,6 +186,7 @@ class Daemon {
 
     EpollLoop loop;
     WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
+    pool_ = &pool;
     services_ = auth::make_services(cfg_, services_, auth::system_clock());
     auth::Authenticator authenticator(loop, pool, chain_, services_);
     std::unique_ptr<MuxServer> mux;
@@ -267,10 +268,12 @@ class Daemon {
               log::kv("cache", services_.cache ? "on" : "off") +
               log::kv("policy", services_.policy ? "on" : "off"));
     notify("READY=1\nSTATUS=serving");
+    probe_backends(pool, chain_, "start");
     loop.run();
     mux.reset();
     dovecot.reset();
     control.reset();
+    pool_ = nullptr;
     pool.shutdown();
     log::info("mailauthd stopped");
     return 0;
@@ -352,6 +355,34 @@ class Daemon {
         "creates \"mailauth\"), or user = \"root\" to insist");
   }
 
+  // What --check-config would say about each backend, said in the log once
+  // the daemon serves (at start and after a reload): a wrong service
+  // password or a database that is down shows at once, not only at the
+  // first login.  On workers, as health() may block up to the backend's
+  // timeout; the jobs keep the chain they probe alive.
+  static void probe_backends(Executor& pool, std::shared_ptr<const auth::BackendChain> chain,
+                             const char* when) {
+    for (std::size_t i = 0; i < chain->backends().size(); ++i) {
+      pool.submit(
+          [chain, i, when]() -> Executor::Continuation {
+            backend::Backend& b = *chain->backends()[i];
+            const backend::Backend::Health h = b.health();
+            if (!h.problem.empty()) {
+              const std::string line = "backend problem at " + std::string(when) +
+                                       log::kv("backend", b.name()) +
+                                       log::kv("kind", h.unreachable ? "unreachable" : "error") +
+                                       log::kv("problem", log::sanitize(h.problem, 1024));
+              if (h.unreachable)
+                log::warning(line + " (temporary failures until it can be reached)");
+              else
+                log::error(line);
+            }
+            return [] {};
+          },
+          [] {});
+    }
+  }
+
   static bool same_socket(const config::SocketConfig& a, const config::SocketConfig& b) {
     return a.path == b.path && a.mode == b.mode && a.owner == b.owner && a.group == b.group;
   }
@@ -381,6 +412,7 @@ class Daemon {
       log::set_level(log_level(next, opt_));
       authenticator.set_chain(chain);
       chain_ = std::move(chain);
+      if (pool_ != nullptr) probe_backends(*pool_, chain_, "reload");
       cfg_ = std::move(next);
       // Requests in flight keep the services they started with.
       services_ = auth::make_services(cfg_, services_, auth::system_clock());
@@ -404,6 +436,7 @@ class Daemon {
   auth::Services services_{std::make_shared<Metrics>(), nullptr, nullptr};
   config::Config cfg_;
   std::shared_ptr<const auth::BackendChain> chain_;
+  WorkerPool* pool_ = nullptr;  // while run() serves: for reload()'s backend probe
 };
 
 }  // namespace

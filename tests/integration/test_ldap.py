@@ -331,6 +331,9 @@ auth = "lookup"
         self.assertIn(SERVICE_DN, r.stderr)
         self.assertNotIn("warning", r.stderr)  # an error, not "unreachable"
         d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n') + self.pwdfile())
+        # Said at start, before any login asks: the admin who starts it sees why.
+        d.wait_log("backend problem at start", timeout=15)
+        self.assertRegex(d.log(), r"error: backend problem at start backend=ldap kind=error .*Invalid credentials")
         for user, pw in (("alice@example.com", "alice-pw"), ("alice@example.com", "wrong"),
                          ("zed@example.com", "zed-pw"), ("carol@example.com", "carol-pw")):
             self.assert_tempfail(user, pw)
