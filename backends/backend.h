@@ -209,6 +209,14 @@ class Backend {
   struct Health {
     std::string problem;       // empty: usable
     bool unreachable = false;  // the server cannot be reached now; the settings may be right
+    // Worth a warning even when usable (one of several servers is down).
+    // health() itself never logs: --check-config prints these, the
+    // daemon's start-up probe does not (its pool logs what it meets).
+    std::vector<std::string> notes;
+
+    Health() = default;
+    Health(std::string p, bool u = false, std::vector<std::string> n = {})
+        : problem(std::move(p)), unreachable(u), notes(std::move(n)) {}
   };
   virtual Health health() { return {check(), false}; }
 

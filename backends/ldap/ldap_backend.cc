@@ -474,6 +474,7 @@ Backend::Health LdapBackend::health() {
   const auto errors = service_.probe_all();
   std::string all;
   bool all_unreachable = true, any_ok = false;
+  std::vector<std::string> notes;
   for (std::size_t i = 0; i < errors.size(); ++i) {
     if (!errors[i]) {
       any_ok = true;
@@ -482,9 +483,9 @@ Backend::Health LdapBackend::health() {
     const std::string what = settings_.connect.uris[i] + ": " + errors[i]->text();
     all += (all.empty() ? "" : "; ") + what;
     all_unreachable = all_unreachable && errors[i]->unreachable();
-    if (errors.size() > 1) log::warning("ldap " + name() + ": " + log::sanitize(what, 1024));
+    if (errors.size() > 1) notes.push_back(what);
   }
-  if (!any_ok) return {"cannot use the directory: " + all, all_unreachable};
+  if (!any_ok) return {"cannot use the directory: " + all, all_unreachable, {}};
   // The base must exist (a typo there makes every user unknown).
   if (!settings_.base.empty()) {
     ldap::LdapError error;
@@ -496,11 +497,12 @@ Backend::Health LdapBackend::health() {
                           &more, e);
         },
         &error);
-    if (!ok) return {"search of base " + settings_.base + ": " + error.text(), error.unreachable()};
+    if (!ok)
+      return {"search of base " + settings_.base + ": " + error.text(), error.unreachable(), {}};
     if (entries.empty())
       return {"base " + settings_.base + " does not exist (or bind_dn may not see it)"};
   }
-  return {};
+  return {{}, false, std::move(notes)};
 }
 
 // --- AccountStore ------------------------------------------------------------------------

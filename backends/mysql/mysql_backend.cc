@@ -589,15 +589,15 @@ Backend::Health MysqlBackend::health() {
   const auto errors = pool_.probe_all(&conn);
   std::string all;
   bool all_unreachable = true;
+  std::vector<std::string> notes;
   for (std::size_t i = 0; i < errors.size(); ++i) {
     if (!errors[i]) continue;
     const std::string what = settings_.connect.endpoints[i].label() + ": " + errors[i]->text();
     all += (all.empty() ? "" : "; ") + what;
     all_unreachable = all_unreachable && is_unreachable(errors[i]->code);
-    if (errors.size() > 1)
-      log::warning("mysql " + name() + ": cannot connect to " + log::sanitize(what, 1024));
+    if (errors.size() > 1) notes.push_back("cannot connect to " + what);
   }
-  if (!conn) return {"cannot connect to the database: " + all, all_unreachable};
+  if (!conn) return {"cannot connect to the database: " + all, all_unreachable, {}};
   for (int i = 0; i < kOpCount; ++i) {
     const Op op = static_cast<Op>(i);
     const auto& list = settings_.statements[op];
@@ -614,15 +614,14 @@ Backend::Health MysqlBackend::health() {
         // itself; without `rehash` nobody runs it.
         if (op == kRehash && is_access_denied(e.code)) {
           if (!rehash_scheme().empty())
-            log::warning("mysql " + name() + ": " + where + ": " + log::sanitize(e.text(), 1024) +
-                         " (rehash = \"" + rehash_scheme() +
-                         "\" needs this privilege: logins work, but their hashes are not "
-                         "upgraded)");
+            notes.push_back(where + ": " + e.text() + " (rehash = \"" + rehash_scheme() +
+                            "\" needs this privilege: logins work, but their hashes are not "
+                            "upgraded)");
           continue;
         }
         if (op != kLookup && is_access_denied(e.code)) {
-          log::warning("mysql " + name() + ": " + where + ": " + log::sanitize(e.text(), 1024) +
-                       " (mailauthd only reads; mailauth-user needs this privilege)");
+          notes.push_back(where + ": " + e.text() +
+                          " (mailauthd only reads; mailauth-user needs this privilege)");
           continue;
         }
         return {where + ": " + e.text()};
@@ -633,7 +632,7 @@ Backend::Health MysqlBackend::health() {
         return {where + ": returns rows; it must change data (INSERT, UPDATE, DELETE)"};
     }
   }
-  return {};
+  return {{}, false, std::move(notes)};
 }
 
 AccountStore::Result MysqlBackend::write(Op op, const Values& values, bool must_match) {

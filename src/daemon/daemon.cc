@@ -524,6 +524,8 @@ int check_config(const DaemonOptions& opt, const config::Config& cfg,
   }
   for (const auto& b : chain.backends()) {
     const backend::Backend::Health h = b->health();
+    for (const std::string& note : h.notes)
+      std::cerr << "mailauthd: warning: backend " << b->name() << ": " << note << "\n";
     if (h.problem.empty()) continue;
     if (h.unreachable) {
       std::cerr << "mailauthd: warning: backend " << b->name() << ": " << h.problem

@@ -5,7 +5,11 @@
 #include <charconv>
 #include <map>
 #include <set>
+#include <sstream>
 
+#include <toml++/toml.h>
+
+#include "backends/ldap/saslauthd_conf.h"
 #include "src/migrate/parse.h"
 
 namespace mailauth::migrate {
@@ -160,21 +164,23 @@ struct Ctx {
   std::vector<std::string> list(const std::string& dir) const {
     return src.list ? src.list(dir) : std::vector<std::string>{};
   }
-  std::string secret_path() const {
-    int mysql = 0;
+  std::string secret_path(const std::string& stem) const {
+    int n = 0;
     for (const auto& b : backends)
       for (const auto& k : b.kv)
-        if (k.key == "password_file") ++mysql;
-    return opt.secret_dir + (mysql == 0 ? "/mysql.secret"
-                                        : "/mysql-" + std::to_string(mysql + 1) + ".secret");
+        if (k.key == "password_file") ++n;
+    return opt.secret_dir + (n == 0 ? "/" + stem + ".secret"
+                                    : "/" + stem + "-" + std::to_string(n + 1) + ".secret");
   }
-  void add_secret(Table& b, const std::string& password, const std::string& file, int line) {
+  void add_secret(Table& b, const std::string& password, const std::string& file, int line,
+                  const std::string& stem = "mysql") {
     if (password.empty()) return;
-    const std::string path = secret_path();
-    b.set("password_file", toml_quote(path), "the database password, not in this file");
+    const std::string path = secret_path(stem);
+    const std::string what = stem == "mysql" ? "database" : "service bind";
+    b.set("password_file", toml_quote(path), "the " + what + " password, not in this file");
     result.secrets.push_back(SecretFile{path, password + "\n"});
     report.carried(file, line,
-                   "database password -> " + path + " (root only, 0600; never printed)");
+                   what + " password -> " + path + " (root only, 0600; never printed)");
   }
 };
 
@@ -225,6 +231,55 @@ std::string escape_percent(std::string_view s) {
     if (ch == '%') out += '%';
   }
   return out;
+}
+
+// --- LDAP (saslauthd -a ldap) ------------------------------------------------------
+
+// saslauthd.conf read exactly as `mailauthd -a ldap -O FILE` reads it (the
+// ldap backend's own translator), the bind password moved to a root-only
+// file.  What the translator refuses (ldap_use_sasl, %D, unknown keys) is
+// reported with its line and no backend is written.
+void ldap_backend(Ctx& c, const std::string& path, const std::string& from_file, int from_line) {
+  const auto text = c.read(path);
+  if (!text) {
+    c.report.unsupported(from_file, from_line,
+                         "MECHANISMS=ldap: " + path + " cannot be read: backend not written");
+    return;
+  }
+  toml::table doc;
+  try {
+    doc = toml::parse(backend::ldap::saslauthd_conf_to_toml(*text, path), path);
+  } catch (const std::exception& e) {
+    c.report.unsupported(path, 0, std::string(e.what()) + ": backend not written");
+    return;
+  }
+  const toml::array* arr = doc["backend"].as_array();
+  if (arr == nullptr || arr->empty() || !arr->front().is_table()) {
+    c.report.unsupported(path, 0, "no LDAP settings: backend not written");
+    return;
+  }
+  Table b;
+  b.header = "[backend]";
+  b.comments.push_back("saslauthd -a ldap " + from(path, 0));
+  for (const auto& [key, value] : *arr->front().as_table()) {
+    if (key.str() == "password") {
+      if (const auto pw = value.value<std::string>()) c.add_secret(b, *pw, path, 0, "ldap");
+      continue;
+    }
+    std::ostringstream v;
+    value.visit([&](const auto& n) {
+      if constexpr (toml::is_string<decltype(n)>)
+        v << toml_quote(n.get());
+      else
+        v << n;  // numbers, booleans, arrays of strings: toml++'s TOML form
+    });
+    b.set(std::string(key.str()), v.str());
+  }
+  if (!b.has("name")) b.set("name", toml_quote("ldap"));
+  c.report.carried(path, 0,
+                   "saslauthd LDAP settings -> an ldap backend (as mailauthd -a ldap -O " +
+                       path + " reads them)");
+  c.backends.push_back(std::move(b));
 }
 
 // --- PAM ---------------------------------------------------------------------------
@@ -797,11 +852,14 @@ void migrate_saslauthd(Ctx& c) {
       c.backends.back().set("path", toml_quote(o.option));
       c.report.carried(in.file, line_of("MECH_OPTIONS"), "MECH_OPTIONS -> shadow path");
     }
+  } else if (mech == "ldap") {
+    ldap_backend(c, o.option.empty() ? "/etc/saslauthd.conf" : o.option, in.file,
+                 line_of(o.option.empty() ? "MECHANISMS" : "MECH_OPTIONS"));
   } else {
     c.report.unsupported(in.file, line_of("MECHANISMS"),
                          "MECHANISMS=" + (o.mech.empty() ? std::string("(none)") : o.mech) +
-                             ": mailauthd has no such backend (pam and shadow are migrated; "
-                             "LDAP comes later)");
+                             ": mailauthd has no such backend (pam, shadow and ldap are "
+                             "migrated)");
   }
 
   // The socket.

@@ -289,11 +289,41 @@ TEST(Migrate, PamPermitAloneAcceptsAnythingAndIsReported) {
 
 TEST(Migrate, UnknownMechanismIsReported) {
   Tree t = saslauthd_tree("");
-  t.files["/etc/default/saslauthd"] = "MECHANISMS=\"ldap\"\nOPTIONS=\"-c -m /var/run/saslauthd -Z\"\n";
+  t.files["/etc/default/saslauthd"] = "MECHANISMS=\"sasldb\"\nOPTIONS=\"-c -m /var/run/saslauthd -Z\"\n";
   const Result r = migrate(t.sources(), Options{});
   expect_no_backend(r);
-  EXPECT_TRUE(has_note(r, Note::Kind::Unsupported, "/etc/default/saslauthd:1:", "MECHANISMS=ldap"));
+  EXPECT_TRUE(has_note(r, Note::Kind::Unsupported, "/etc/default/saslauthd:1:", "MECHANISMS=sasldb"));
   EXPECT_TRUE(has_note(r, Note::Kind::Ignored, "/etc/default/saslauthd:2:", "-Z"));
+}
+
+TEST(Migrate, SaslauthdLdapIsReadAsMailauthdDashALdapReadsIt) {
+  Tree t = saslauthd_tree("");
+  t.files["/etc/default/saslauthd"] = "MECHANISMS=\"ldap\"\nOPTIONS=\"-c -m /var/run/saslauthd\"\n";
+  t.files["/etc/saslauthd.conf"] =
+      "ldap_servers: ldap://ldap1.example.com/ ldap://ldap2.example.com/\n"
+      "ldap_search_base: ou=people,dc=example,dc=com\n"
+      "ldap_filter: (mail=%u)\n"
+      "ldap_bind_dn: cn=saslauthd,dc=example,dc=com\n"
+      "ldap_password: b1nd-S3cret\n"
+      "ldap_start_tls: yes\n";
+  const Result r = migrate(t.sources(), Options{});
+  expect_loads(r);
+  EXPECT_NE(r.config.find("type = \"ldap\""), std::string::npos) << r.config;
+  EXPECT_NE(r.config.find("ldap://ldap2.example.com/"), std::string::npos) << r.config;
+  EXPECT_NE(r.config.find("password_file = \"/etc/mailauth/ldap.secret\""), std::string::npos)
+      << r.config;
+  ASSERT_EQ(r.secrets.size(), 1u);
+  EXPECT_EQ(r.secrets[0].content, "b1nd-S3cret\n");
+  EXPECT_EQ(all_text(r).find("b1nd-S3cret"), std::string::npos);  // never in config or report
+  EXPECT_FALSE(r.report.partial());
+
+  // What -a ldap refuses is reported with its line, and nothing is written.
+  t.files["/etc/saslauthd.conf"] += "ldap_use_sasl: yes\n";
+  const Result refused = migrate(t.sources(), Options{});
+  EXPECT_TRUE(refused.report.partial());
+  EXPECT_TRUE(has_note(refused, Note::Kind::Unsupported, "/etc/saslauthd.conf", "ldap_use_sasl"));
+  EXPECT_EQ(refused.config.find("type = \"ldap\""), std::string::npos);
+  EXPECT_EQ(all_text(refused).find("b1nd-S3cret"), std::string::npos);
 }
 
 TEST(Migrate, TheSocketGoesWherePostfixLooks) {
