@@ -16,7 +16,7 @@
 #                   minutes at BENCH_SECONDS=3 per cell)
 #   make bench-ldap the ldap backend against saslauthd -a ldap and Dovecot's
 #                   ldap passdb on one private slapd (scripts/bench-ldap.sh;
-#                   root; about 4 minutes at BENCH_SECONDS=3)
+#                   root; about 4½ minutes at BENCH_SECONDS=3)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
 #   make clean
