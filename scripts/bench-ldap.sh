@@ -17,7 +17,7 @@
 # concurrency 1, 8 and 64 (3 s per cell by default): mailauthd auth = "bind"
 # and "lookup" (mux and Dovecot sockets, cache off), saslauthd -a ldap
 # (ldap_auth_method bind and custom), Dovecot's ldap passdb (auth_bind = yes
-# and a userPassword lookup).  Every daemon must answer NO to a wrong and OK
+# and a userPassword lookup, each with blocking = no and yes).  Every daemon must answer NO to a wrong and OK
 # to a right password before it is measured.  Prints Markdown tables.
 #
 # Root is needed for saslauthd's and Dovecot's privileged start-up; nothing

@@ -16,7 +16,8 @@ the same ldap://127.0.0.1 URI, as the same service DN, with the same filter
                                               cache off, failure delay off
   saslauthd -a ldap, ldap_auth_method bind and custom          mux
   Dovecot's ldap passdb, auth_bind = yes and a password lookup
-  (pass_attrs userPassword=password)                           Dovecot socket
+  (pass_attrs userPassword=password), each with blocking = no
+  (one connection) and yes (auth-worker processes)             Dovecot socket
 
 Before a daemon is measured, one wrong and one right password must give NO
 and OK on each of its sockets; a daemon that fails that is reported as not
