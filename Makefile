@@ -14,6 +14,9 @@
 #                   saslauthd, Dovecot's auth service, the crypt(3) limit and
 #                   echo servers (scripts/bench-compare.sh; root; about 5
 #                   minutes at BENCH_SECONDS=3 per cell)
+#   make bench-ldap the ldap backend against saslauthd -a ldap and Dovecot's
+#                   ldap passdb on one private slapd (scripts/bench-ldap.sh;
+#                   root; about 4½ minutes at BENCH_SECONDS=3)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
 #   make clean
@@ -36,7 +39,7 @@ MAILAUTH_GROUP ?= $(MAILAUTH_USER)
 MAKEFLAGS += --no-print-directory
 
 BENCH_SECONDS ?= 3
-.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench install clean
+.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench bench-ldap install clean
 
 all: build
 
@@ -109,6 +112,9 @@ fuzz:
 # numbers of every daemon; RSS with idle connections.  BENCH_SECONDS per cell.
 bench:
 	BUILD=$(BUILD) BENCH_SECONDS=$(BENCH_SECONDS) scripts/bench-compare.sh
+
+bench-ldap:
+	BUILD=$(BUILD) BENCH_SECONDS=$(BENCH_SECONDS) scripts/bench-ldap.sh
 
 # The pwdfile lives in a directory of its own that the daemon's user owns,
 # /var/lib/mailauth: a rehash (run as that user) writes a temporary file there

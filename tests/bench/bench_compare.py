@@ -501,6 +501,26 @@ path = "{passwd}"
                 return f"{d}/{name}"
         raise SystemExit(f"bench: {name} not found (scripts/install-deps.sh installs it)")
 
+    def start_saslauthd(self, label, args, d):
+        """saslauthd ARGS -m D, daemonised (without -d, which would log every
+        request to stderr); returns the PID its PID file names, once D/mux
+        exists.  Stopped with stop_pid() (cleanup() does it too)."""
+        argv = [shutil.which("saslauthd") or "/usr/sbin/saslauthd"] + args + ["-m", d]
+        out = open(os.path.join(self.work, "saslauthd.log"), "ab")
+        subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                       start_new_session=True, check=True, preexec_fn=raise_nofile)
+        pidfile = os.path.join(d, "saslauthd.pid")
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(pidfile) and os.path.getsize(pidfile) > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not os.path.exists(pidfile):
+            raise SystemExit(f"bench: {label}: no PID file {pidfile}\n"
+                             + open(os.path.join(self.work, "saslauthd.log"), errors="replace").read()[-3000:])
+        pid = int(open(pidfile).read().split()[0])
+        self.pidfile_daemons.append((label, pid))
+        self.wait_socket(f"{d}/mux", "saslauthd")
+        return pid
+
     def saslauthd(self):
         pwdfile = self.pam_module("pam_pwdfile.so")
         mysql = self.pam_module("pam_mysql.so")
@@ -521,25 +541,51 @@ path = "{passwd}"
             d = os.path.join(self.work, "saslauthd-" + secrets.token_hex(3))
             os.makedirs(d)
             self.write_pam(stacks[stack])
-            argv = [shutil.which("saslauthd") or "/usr/sbin/saslauthd", "-a", "pam", "-m", d,
-                    "-n", str(self.a.sasl_workers)] + (["-c"] if cache else [])
-            # saslauthd daemonises (without -d, which would log every request
-            # to stderr); its PID file names the process to stop.
-            out = open(os.path.join(self.work, "saslauthd.log"), "ab")
-            subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           start_new_session=True, check=True, preexec_fn=raise_nofile)
-            pidfile = os.path.join(d, "saslauthd.pid")
-            deadline = time.monotonic() + 30
-            while not (os.path.exists(pidfile) and os.path.getsize(pidfile) > 0) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            pid = int(open(pidfile).read().split()[0])
-            self.pidfile_daemons.append((label, pid))
-            self.wait_socket(f"{d}/mux", "saslauthd")
+            pid = self.start_saslauthd(label, ["-a", "pam", "-n", str(self.a.sasl_workers)]
+                                       + (["-c"] if cache else []), d)
             if cache:
                 self.warm_mux(f"{d}/mux")  # saslauthd -c remembers a login after its first success
             self.run_levels(label, [("mux", f"{d}/mux")], pid)
             self.stop_pid(pid)
         self.remove_pam()
+
+    def start_dovecot(self, passdb, cache=False):
+        """A private Dovecot (auth service only) with PASSDB, the body of its
+        passdb { } block; its auth cache off unless CACHE, failure delay
+        off.  Returns (Popen, directory); the auth socket is directory/auth."""
+        d = os.path.join(self.work, "dovecot-" + secrets.token_hex(3))
+        for sub in ("run", "state"):
+            os.makedirs(os.path.join(d, sub))
+        os.chmod(d, 0o755)
+        cache_conf = "auth_cache_size = 64M\nauth_cache_ttl = 1 hour\n" if cache else "auth_cache_size = 0\n"
+        conf = os.path.join(d, "dovecot.conf")
+        with open(conf, "w") as f:
+            f.write(f"""base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+instance_name = mailauth-bench-{os.path.basename(d)}
+protocols =
+listen = 127.0.0.1
+ssl = no
+auth_mechanisms = plain login
+{cache_conf}auth_failure_delay = 0
+passdb {{
+  {passdb}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}
+}}
+service auth {{
+  client_limit = {max(self.a.idle_dovecot, 1000) + 200}
+  unix_listener {d}/auth {{
+    mode = 0666
+  }}
+}}
+""")
+        p = self.spawn("dovecot", ["dovecot", "-F", "-c", conf])
+        self.wait_socket(f"{d}/auth", "dovecot", p)
+        return p, d
 
     def dovecot(self):
         sqlconf = os.path.join(self.work, "dovecot-sql.conf.ext")
@@ -559,38 +605,7 @@ path = "{passwd}"
                     ("dovecot passwd-file {PLAIN}", "passwd-file {PLAIN}", False),
                     ("dovecot passwd-file cache", "passwd-file", True)]
         for label, passdb, cache in variants:
-            d = os.path.join(self.work, "dovecot-" + secrets.token_hex(3))
-            for sub in ("run", "state"):
-                os.makedirs(os.path.join(d, sub))
-            os.chmod(d, 0o755)
-            cache_conf = "auth_cache_size = 64M\nauth_cache_ttl = 1 hour\n" if cache else "auth_cache_size = 0\n"
-            conf = os.path.join(d, "dovecot.conf")
-            with open(conf, "w") as f:
-                f.write(f"""base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-instance_name = mailauth-bench-{os.path.basename(d)}
-protocols =
-listen = 127.0.0.1
-ssl = no
-auth_mechanisms = plain login
-{cache_conf}auth_failure_delay = 0
-passdb {{
-  {passdbs[passdb]}
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}
-}}
-service auth {{
-  client_limit = {max(self.a.idle_dovecot, 1000) + 200}
-  unix_listener {d}/auth {{
-    mode = 0666
-  }}
-}}
-""")
-            p = self.spawn("dovecot", ["dovecot", "-F", "-c", conf])
-            self.wait_socket(f"{d}/auth", "dovecot", p)
+            p, d = self.start_dovecot(passdbs[passdb], cache)
             if cache:
                 self.warm(f"{d}/auth")
             self.run_levels(label, [("dovecot", f"{d}/auth")], p.pid)
