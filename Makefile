@@ -16,6 +16,10 @@
 #                   minutes at BENCH_SECONDS=3 per cell)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
+#   make deb        the Debian package (debian/, debhelper) built in a copy of
+#                   the tree: build-deb/mailauth_VERSION_ARCH.deb, checked
+#                   by lintian (fails on an error); nothing is written
+#                   outside the repository.
 #   make clean
 
 PREFIX     ?= /usr/local
@@ -26,6 +30,7 @@ TSAN_BUILD ?= build-tsan
 SIM_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
+DEB_BUILD  ?= build-deb
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 # The daemon's user and group ([daemon] user/group): make install creates the
@@ -36,7 +41,7 @@ MAILAUTH_GROUP ?= $(MAILAUTH_USER)
 MAKEFLAGS += --no-print-directory
 
 BENCH_SECONDS ?= 3
-.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench install clean
+.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench install deb clean
 
 all: build
 
@@ -142,5 +147,29 @@ install: build
 	  if [ -n "$$owner" ]; then chown $$owner $(DESTDIR)/var/lib/mailauth/passwd; fi; \
 	fi
 
+# dpkg-buildpackage writes its results next to the source tree, so the tree
+# is copied (the files git knows, committed or not, plus untracked ones it
+# does not ignore) to $(DEB_BUILD)/mailauth-VERSION and built there; the
+# .deb, .buildinfo and .changes land in $(DEB_BUILD).  The upstream part of
+# debian/changelog's version must be CMakeLists.txt's project VERSION.
+DEB_VERSION  = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+CMAKE_VERSION = $(shell sed -n 's/^project(mailauth VERSION \([^ )]*\).*/\1/p' CMakeLists.txt)
+DEB_ARCH     = $(shell dpkg-architecture -q DEB_HOST_ARCH)
+DEB_SRC      = $(DEB_BUILD)/mailauth-$(CMAKE_VERSION)
+deb:
+	@v=$(DEB_VERSION); v=$${v#*:}; [ "$${v%-*}" = "$(CMAKE_VERSION)" ] || { \
+	  echo "make deb: debian/changelog says $(DEB_VERSION), CMakeLists.txt $(CMAKE_VERSION):" \
+	       "add a changelog entry (dch -v $(CMAKE_VERSION)-1)" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null || { \
+	  echo "make deb: needs a git checkout (it copies the files git knows)" >&2; exit 1; }
+	rm -rf $(DEB_SRC) $(DEB_BUILD)/mailauth_* $(DEB_BUILD)/mailauth-dbgsym_*
+	mkdir -p $(DEB_SRC)
+	git ls-files -z --cached --others --exclude-standard | \
+	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	  tar --null -T - -cf - | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS)" dpkg-buildpackage -us -uc -b
+	lintian --fail-on error $(DEB_BUILD)/mailauth_$(DEB_VERSION)_$(DEB_ARCH).deb
+	@echo "built $(DEB_BUILD)/mailauth_$(DEB_VERSION)_$(DEB_ARCH).deb"
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(DEB_BUILD)
