@@ -19,6 +19,11 @@
 #                   root; about 4½ minutes at BENCH_SECONDS=3)
 #   make install    install programs, example config and systemd unit
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
+#   make deb        the Debian package (debian/, debhelper) built in a copy of
+#                   the tree: build-deb/mailauth_VERSION_ARCH.deb, checked
+#                   by lintian (fails on an error); nothing is written
+#                   outside the repository.  `make check` builds it first and
+#                   installs it in a test (integration.deb).
 #   make clean
 
 PREFIX     ?= /usr/local
@@ -29,6 +34,7 @@ TSAN_BUILD ?= build-tsan
 SIM_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
+DEB_BUILD  ?= build-deb
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 # The daemon's user and group ([daemon] user/group): make install creates the
@@ -39,7 +45,7 @@ MAILAUTH_GROUP ?= $(MAILAUTH_USER)
 MAKEFLAGS += --no-print-directory
 
 BENCH_SECONDS ?= 3
-.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench bench-ldap install clean
+.PHONY: all build deps test-deps run check check-fast check-asan check-tsan sim fuzz bench bench-ldap install deb clean
 
 all: build
 
@@ -60,8 +66,11 @@ run: deps
 	scripts/demo.sh $(BUILD)
 
 # The whole suite, twice: the release build, then the sanitizer build.  The
-# last lines are ctest's summary of the sanitizer run.
+# last lines are ctest's summary of the sanitizer run.  The Debian package is
+# built first: integration.deb installs it (release pass only; the package
+# holds release binaries, so check-asan leaves out the "deb" label).
 check: test-deps
+	$(MAKE) deb
 	$(MAKE) check-fast
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) check-tsan
@@ -75,7 +84,7 @@ check-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  scripts/ctest-no-skip.sh $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	  scripts/ctest-no-skip.sh $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE '^deb$$'
 
 # Where threads meet (event loop, worker pool, authenticator, cache, policy):
 # the unit tests and the simulator under ThreadSanitizer.
@@ -148,5 +157,29 @@ install: build
 	  if [ -n "$$owner" ]; then chown $$owner $(DESTDIR)/var/lib/mailauth/passwd; fi; \
 	fi
 
+# dpkg-buildpackage writes its results next to the source tree, so the tree
+# is copied (the files git knows, committed or not, plus untracked ones it
+# does not ignore) to $(DEB_BUILD)/mailauth-VERSION and built there; the
+# .deb, .buildinfo and .changes land in $(DEB_BUILD).  The upstream part of
+# debian/changelog's version must be CMakeLists.txt's project VERSION.
+DEB_VERSION  = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+CMAKE_VERSION = $(shell sed -n 's/^project(mailauth VERSION \([^ )]*\).*/\1/p' CMakeLists.txt)
+DEB_ARCH     = $(shell dpkg-architecture -q DEB_HOST_ARCH)
+DEB_SRC      = $(DEB_BUILD)/mailauth-$(CMAKE_VERSION)
+deb:
+	@v=$(DEB_VERSION); v=$${v#*:}; [ "$${v%-*}" = "$(CMAKE_VERSION)" ] || { \
+	  echo "make deb: debian/changelog says $(DEB_VERSION), CMakeLists.txt $(CMAKE_VERSION):" \
+	       "add a changelog entry (dch -v $(CMAKE_VERSION)-1)" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null || { \
+	  echo "make deb: needs a git checkout (it copies the files git knows)" >&2; exit 1; }
+	rm -rf $(DEB_SRC) $(DEB_BUILD)/mailauth_* $(DEB_BUILD)/mailauth-dbgsym_*
+	mkdir -p $(DEB_SRC)
+	git ls-files -z --cached --others --exclude-standard | \
+	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	  tar --null -T - -cf - | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS)" dpkg-buildpackage -us -uc -b
+	lintian --fail-on error $(DEB_BUILD)/mailauth_$(DEB_VERSION)_$(DEB_ARCH).deb
+	@echo "built $(DEB_BUILD)/mailauth_$(DEB_VERSION)_$(DEB_ARCH).deb"
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(DEB_BUILD)

@@ -96,8 +96,9 @@ def insist_on_root(text):
 class Daemon:
     """One mailauthd process with its own directory, config and log."""
 
-    def __init__(self, workdir, config, args=(), name="mailauthd", wrapper=()):
+    def __init__(self, workdir, config, args=(), name="mailauthd", wrapper=(), program=None):
         self.wrapper = list(wrapper)  # e.g. ["prlimit", "--nofile=64"]
+        self.program = program or MAILAUTHD  # e.g. the installed /usr/sbin/mailauthd
         self.dir = workdir
         self.config_path = os.path.join(workdir, f"{name}.conf")
         self.log_path = os.path.join(workdir, f"{name}.log")
@@ -117,7 +118,7 @@ class Daemon:
 
     def start(self, wait_for=None, timeout=15):
         self.logfile = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.wrapper + [MAILAUTHD, "--foreground", "--config", self.config_path]
+        self.proc = subprocess.Popen(self.wrapper + [self.program, "--foreground", "--config", self.config_path]
                                      + self.args, stdout=self.logfile, stderr=self.logfile)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -208,8 +209,8 @@ class DaemonTestCase(unittest.TestCase):
         os.rename(p + ".tmp", p)
         return p
 
-    def daemon(self, config, args=(), name="mailauthd", socket_path=None, wrapper=()):
-        d = Daemon(self.tmp, config, args, name, wrapper)
+    def daemon(self, config, args=(), name="mailauthd", socket_path=None, wrapper=(), program=None):
+        d = Daemon(self.tmp, config, args, name, wrapper, program)
         self.daemons.append(d)
         return d.start(wait_for=socket_path)
 
