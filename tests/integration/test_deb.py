@@ -40,8 +40,10 @@ DATA = "/var/lib/mailauth"
 STATE_DIR = "/var/lib/mailauth-package"  # postinst's list of what it created
 UNITS = ("mailauthd.service", "mailauthd-mux.socket", "mailauthd-dovecot.socket")
 SHIPPED = ("/usr/sbin/mailauthd", "/usr/bin/mailauth-test", "/usr/bin/mailauth-user",
+           "/usr/sbin/mailauth-migrate",
            "/usr/share/man/man8/mailauthd.8.gz", "/usr/share/man/man1/mailauth-test.1.gz",
-           "/usr/share/man/man8/mailauth-user.8.gz", CONF,
+           "/usr/share/man/man8/mailauth-user.8.gz", "/usr/share/man/man8/mailauth-migrate.8.gz",
+           CONF,
            "/usr/share/doc/mailauth/README.md", "/usr/share/doc/mailauth/copyright",
            *(f"/lib/systemd/system/{u}" for u in UNITS))
 WANTS = "/etc/systemd/system/multi-user.target.wants/mailauthd.service"

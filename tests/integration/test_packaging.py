@@ -79,7 +79,8 @@ class PackagingTest(DaemonTestCase):
                      "lib/systemd/system/mailauthd-mux.socket",
                      "lib/systemd/system/mailauthd-dovecot.socket",
                      "usr/share/doc/mailauth/README.md", "usr/share/man/man8/mailauthd.8",
-                     "usr/share/man/man1/mailauth-test.1", "usr/share/man/man8/mailauth-user.8"):
+                     "usr/share/man/man1/mailauth-test.1", "usr/share/man/man8/mailauth-user.8",
+                     "usr/sbin/mailauth-migrate", "usr/share/man/man8/mailauth-migrate.8"):
             self.assertTrue(os.path.exists(os.path.join(dest, path)), path)
         with open(os.path.join(dest, "lib/systemd/system/mailauthd.service")) as f:
             self.assertIn("ExecStart=/usr/sbin/mailauthd ", f.read())
