@@ -104,8 +104,9 @@ sim: build
 fuzz:
 	CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMAILAUTH_FUZZ=ON -DMAILAUTH_TESTS=OFF $(CMAKE_ARGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_mux fuzz_dovecot fuzz_schemes fuzz_mux_server fuzz_dovecot_server fuzz_migrate
-	@for t in mux dovecot schemes mux_server dovecot_server migrate; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_mux fuzz_dovecot fuzz_schemes fuzz_mux_server fuzz_dovecot_server fuzz_migrate \
+	  fuzz_ldap
+	@for t in mux dovecot schemes mux_server dovecot_server migrate ldap; do \
 	  rm -rf $(FUZZ_BUILD)/corpus/$$t && mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
 	  cp tests/data/fuzz/$$t/* $(FUZZ_BUILD)/corpus/$$t/ && \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
