@@ -92,12 +92,31 @@ Secret read_password_file(const config::Section& s, const std::string& name,
   return secret;
 }
 
+// normalize = "lower": the one name of every spelling a directory's
+// caseIgnoreMatch (RFC 4518 string preparation) takes for the same value --
+// as far as it can be decided without the Unicode tables.  Runs of ASCII
+// white space are one space and the ends are trimmed (insignificant space
+// handling; tab, CR, LF, VT and FF are mapped to space), A-Z are lower-cased.
+// Anything else outside printable ASCII makes the name nobody's here ("",
+// unknown to this backend): slapd folds Unicode case and compatibility forms
+// (U+FF41, U+1D41A, U+017F), maps controls and zero-width characters to
+// nothing and NBSP to space, so "ａlice" or "ali\u200bce" would find alice
+// under a name of its own -- a per-user brute-force counter of its own.
 std::string fold_lower(std::string_view user) {
-  while (!user.empty() && user.back() == ' ') user.remove_suffix(1);
-  while (!user.empty() && user.front() == ' ') user.remove_prefix(1);
-  std::string out(user);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  std::string out;
+  out.reserve(user.size());
+  bool space = false;
+  for (const char ch : user) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == ' ' || (c >= '\t' && c <= '\r')) {
+      space = !out.empty();
+      continue;
+    }
+    if (c < 0x20 || c > 0x7e) return {};
+    if (space) out += ' ';
+    space = false;
+    out += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
   return out;
 }
 

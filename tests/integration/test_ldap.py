@@ -5,6 +5,7 @@ the Dovecot socket.
 One slapd (with TLS: a CA made here) is bootstrapped per class and reused;
 tests that stop it start it again.  The failover test bootstraps a second.
 """
+import base64
 import os
 import shutil
 import subprocess
@@ -12,7 +13,8 @@ import tempfile
 import threading
 import time
 
-from harness import DaemonTestCase, MAILAUTHD, mkpasswd, mux_exchange, mux_frame, mux_reply_text
+from harness import (DaemonTestCase, DovecotConnection, MAILAUTHD, mkpasswd, mux_exchange,
+                     mux_frame, mux_reply_text)
 import slapd
 from slapd import SEARCH_DN, SEARCH_PW, SERVICE_DN, SERVICE_PW, SUFFIX, Slapd
 
@@ -71,18 +73,18 @@ uris = [{", ".join(f'"{u}"' for u in uris)}]
     def pwdfile(self):
         return f'\n[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n'
 
-    def config(self, backends, dovecot=None, mux_extra=""):
+    def config(self, backends, dovecot=None, mux_extra="", policy='enabled = false',
+               cache='ttl = "0s"\nnegative_ttl = "0s"'):
         text = f"""
 [daemon]
 workers = 4
 log = "stderr"
 
 [cache]
-ttl = "0s"
-negative_ttl = "0s"
+{cache}
 
 [policy]
-enabled = false
+{policy}
 
 [saslauthd]
 socket = "{self.sock}"
@@ -230,6 +232,48 @@ auth = "lookup"
         self.assertNotIn("result=tempfail", d.log())
 
     # --- hostile names -----------------------------------------------------------
+
+    def test_one_account_one_name_for_the_brute_force_policy(self):
+        """slapd's caseIgnoreMatch (RFC 4518) finds alice under Unicode case
+        and compatibility forms (U+FF41, U+1D41A), with control characters
+        dropped and other spaces: normalize = "lower" must not let those
+        spellings in under a per-user counter of their own.  A name with a
+        byte outside printable ASCII is nobody's here; the ASCII case and
+        space variants are alice, and share her counter."""
+        policy = ('enabled = true\npenalty = "100ms"\nmax_penalty = "5s"\n'
+                  'max_user_penalty = "3s"\nwindow = "15m"')
+        d = self.start(self.backend(f'base = "ou=example.com,{SUFFIX}"\nfilter = "(uid=%u)"\n'),
+                       args=["--debug"], dovecot=("PLAIN",), policy=policy)
+        conn = DovecotConnection(self.dsock)
+        conn.handshake()
+        rid = [0]
+
+        def auth(user, password, rip):
+            rid[0] += 1
+            resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+            conn.send(f"AUTH\t{rid[0]}\tPLAIN\tservice=smtp\trip={rip}\tresp={resp}\n")
+            return conn.line()
+
+        for i in range(3):  # alice's counter: 3 failures, from 3 addresses
+            self.assertTrue(auth("alice", f"wrong-{i}", f"198.51.100.{i + 1}").startswith("FAIL"))
+        # Spellings slapd takes for alice, outside printable ASCII: never OK,
+        # and not a counter of their own that starts clean.
+        for n, name in enumerate(["\uff41lice", "\U0001d41alice", "alice\u00a0", "\u017fam",
+                                  "ali\u200bce", "al\x01ice"]):
+            reply = auth(name, "alice-pw", f"198.51.100.{20 + n}")
+            self.assertTrue(reply.startswith("FAIL"), (name, reply))
+        # ASCII case and space variants are alice: her counter (3 failures:
+        # 100ms × 2^2), her name in the answer.
+        for n, name in enumerate(["ALICE", "  Alice ", "alice\t", "\talice  "]):
+            rip = f"198.51.100.{40 + n}"
+            reply = auth(name, "wrong", rip)
+            self.assertEqual(reply, f"FAIL\t{rid[0]}\tuser=alice", repr(name))
+            self.assertIn(f"auth: penalty rip={rip} ", d.log(), repr(name))
+        conn.close()
+        log = d.log()
+        self.assertNotIn("result=ok", log)
+        for n in range(6):
+            self.assertIn(f'rip=198.51.100.{20 + n} backend=- reason="unknown user"', log)
 
     def test_injection_names_never_widen_a_search_or_build_another_dn(self):
         names = ["*", "*)(uid=*", "alice@example.com)(|(mail=*", "*@example.com", "\\",
