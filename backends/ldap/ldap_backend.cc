@@ -326,8 +326,15 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
   auto fail = [&](const std::string& what) {
     f.status = backend::Status::TempFail;
     f.reason = what + ": " + error.text();
-    note_failure(f.reason);
+    // Our pool's connections all busy is load, not the directory gone.
+    if (!error.pool_busy) note_failure(f.reason);
     return std::move(f);
+  };
+  // The DN was built from (or found for) the user's name: a name that
+  // makes no valid DN (invalidDNSyntax: not UTF-8, …) or a DN with nothing
+  // there (noSuchObject) is nobody's -- never an outage.
+  auto no_entry_at_dn = [&] {
+    return error.code == LDAP_INVALID_DN_SYNTAX || error.code == LDAP_NO_SUCH_OBJECT;
   };
 
   if (!settings_.dn_template.empty()) {
@@ -351,8 +358,15 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
               exists = !entries.empty();
               return true;
             },
-            &error))
+            &error)) {
+      if (no_entry_at_dn()) {
+        note_success(started);
+        f.status = backend::Status::Unknown;
+        f.dn.clear();
+        return f;
+      }
       return fail("search");
+    }
     note_success(started);
     if (!exists) {
       f.status = backend::Status::Unknown;
@@ -368,8 +382,14 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
           [&](ldap::Connection& c, ldap::LdapError* e) {
             return c.search(settings_.base, settings_.scope, filter, attrs, 2, &entries, &more, e);
           },
-          &error))
+          &error)) {
+    // The configured base is not there (renamed, a typo, hidden by an ACL):
+    // every user would look unknown and the chain would fall through to an
+    // older store.  A temporary failure, logged as the problem it is.
+    if (error.code == LDAP_NO_SUCH_OBJECT)
+      return fail("search base " + settings_.base + " is missing (check base and bind_dn's ACL)");
     return fail("search");
+  }
   note_success(started);
   if (entries.empty()) return f;  // Unknown
   if (entries.size() > 1 || more) {
@@ -399,8 +419,13 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
             [&](ldap::Connection& c, ldap::LdapError* e) {
               return c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, &check, &more, e);
             },
-            &error))
+            &error)) {
+      if (no_entry_at_dn()) {  // deleted since the search found it
+        f.status = backend::Status::Unknown;
+        return f;
+      }
       return fail("search");
+    }
     f.disabled = check.empty();
     if (!f.disabled) f.matched += ", enabled_filter " + enabled;
   }
@@ -460,7 +485,7 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
   }
   if (!answered) {
     const std::string reason = "bind: " + error.text();
-    note_failure(reason);
+    if (!error.pool_busy) note_failure(reason);
     return {Verdict::TempFail, reason};
   }
   note_success(start);
@@ -516,6 +541,8 @@ Backend::Health LdapBackend::health() {
                           &more, e);
         },
         &error);
+    if (!ok && error.code == LDAP_NO_SUCH_OBJECT)
+      return {"base " + settings_.base + " does not exist (or bind_dn may not see it)"};
     if (!ok)
       return {"search of base " + settings_.base + ": " + error.text(), error.unreachable(), {}};
     if (entries.empty())

@@ -248,7 +248,10 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   MessageGuard res;
   const int rc = ldap_search_ext_s(ld_, base.c_str(), scope, filter.c_str(), attrs.data(), 0,
                                    nullptr, nullptr, &tv, size_limit, &res.msg);
-  if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED && rc != LDAP_NO_SUCH_OBJECT) {
+  // noSuchObject is an error here, not an empty result: the caller knows
+  // whether the base was the configured one (missing: a configuration or
+  // directory problem) or a DN built from the user's name (nobody's).
+  if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
     *error = error_of(rc);
     return false;
   }
@@ -424,6 +427,7 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
           open_ >= size_) {
         *error = {LDAP_BUSY, "all " + std::to_string(size_) +
                                  " LDAP connections stayed busy (raise pool_size?)"};
+        error->pool_busy = true;
         return {};
       }
     }

@@ -63,6 +63,9 @@ struct ConnectOptions {
 struct LdapError {
   int code = 0;
   std::string message;  // ldap_err2string, plus the server's diagnostic message
+  // Every pooled connection stayed busy (ours, not the server's): not an
+  // outage -- the directory answers, there is just more load than pool_size.
+  bool pool_busy = false;
   // The server could not be reached or could not serve now (down, timed out,
   // refused the connection, busy, unavailable) -- as opposed to refusing
   // our settings (service credentials, TLS, base).
@@ -138,7 +141,8 @@ class Connection {
 
   // A search with at most `size_limit` entries (more: the server's
   // sizeLimitExceeded, reported as `*more` = true with the entries read).
-  // `attributes` empty: no attributes ("1.1"), the DN only.
+  // `attributes` empty: no attributes ("1.1"), the DN only.  A base that
+  // does not exist is an error (LDAP_NO_SUCH_OBJECT), not an empty result.
   bool search(const std::string& base, int scope, const std::string& filter,
               const std::vector<std::string>& attributes, int size_limit,
               std::vector<Entry>* out, bool* more, LdapError* error);

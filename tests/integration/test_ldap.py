@@ -313,6 +313,37 @@ auth = "lookup"
         self.assertIn('reason="ambiguous: more than one entry matches the filter for this user"', log)
         self.assertNotIn("result=ok proto=mux user=sam", log)
 
+    def test_a_name_that_makes_no_valid_dn_is_unknown_not_an_outage(self):
+        """With dn_template and enabled_filter the base search of the built DN
+        is the first thing asked: a name that is no valid DN (invalid UTF-8:
+        invalidDNSyntax) or a DN under nothing (noSuchObject) is nobody's --
+        a NO, never a temporary failure or a "directory unavailable"."""
+        d = self.start(self.backend(f'dn_template = "uid=%n,ou=%d,{SUFFIX}"\n'
+                                    f'enabled_filter = "{ENABLED}"\nnormalize = "none"\n'))
+        for name in (b"\xff@example.com", b"alice@ex\xffample.com", b"al\xc3ice@example.com",
+                     b"nobody@nowhere.example"):
+            reply = mux_reply_text(mux_exchange(self.sock, mux_frame(name, b"alice-pw", b"smtp", b"")))
+            self.assertTrue(reply is not None and reply.startswith("NO"), (name, reply))
+        self.assert_ok("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertNotIn("directory unavailable", log)
+        self.assertNotIn("result=tempfail", log)
+
+    def test_a_missing_search_base_is_a_temporary_failure_not_unknown_users(self):
+        """base names an entry that is not there (a typo, a renamed OU, an ACL
+        that hides it): every search says noSuchObject.  That is not "user
+        unknown" -- the chain would go on to an older store that still has
+        alice's old password."""
+        old = self.write("old-passwd", "alice@example.com:" + mkpasswd("alice-old-pw") + "\n")
+        d = self.start(self.backend(f'base = "ou=gone,{SUFFIX}"\nfilter = "(mail=%u)"\n')
+                       + f'\n[[backend]]\ntype = "pwdfile"\npath = "{old}"\n')
+        self.assert_tempfail("alice@example.com", "alice-old-pw")
+        self.assert_tempfail("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertNotIn("result=ok", log)
+        self.assertIn("search base", log)
+        self.assertEqual(log.count("directory unavailable"), 1, log)
+
     # --- outages -------------------------------------------------------------------
 
     def test_slapd_stopped_under_load_then_back_without_a_restart(self):
