@@ -464,10 +464,16 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
   Found f = find(query, false);
   if (f.status == backend::Status::Unknown) return {Verdict::Unknown, {}};
   if (f.status == backend::Status::TempFail) return {Verdict::TempFail, f.reason};
-  if (f.disabled) return {Verdict::Fail, "account disabled (enabled_filter)"};
   // A simple bind with a DN and no password is an anonymous bind, which
-  // succeeds (RFC 4513 5.1.2): never ask the server.
-  if (password.empty()) return {Verdict::Fail, "empty password"};
+  // succeeds (RFC 4513 5.1.2): never ask the server.  Answered without a
+  // bind, so not costed: the authenticator holds it back to a real check's
+  // time, and it never becomes a fast sample of one.
+  if (password.empty())
+    return {Verdict::Fail, f.disabled ? "account disabled (enabled_filter)" : "empty password",
+            false};
+  // f.dn is what the user bind is made as: an empty one would be an
+  // anonymous bind, which succeeds whatever the password.
+  if (f.dn.empty()) return {Verdict::TempFail, "no DN for the entry found"};
 
   const auto start = Clock::now();
   ldap::LdapError error;
@@ -482,6 +488,17 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
     }
     lease.discard();
     if (Clock::now() - start > kRetryWindow) break;
+  }
+  if (f.disabled) {
+    // Refused whatever the password -- but only after the same bind any
+    // other login makes, so that a disabled account costs what a wrong
+    // password costs (the answer's time tells nothing, and the
+    // authenticator's samples of real check times stay real).
+    log::debug("ldap " + name() + ": user " + log::sanitize(query.user) +
+               " is disabled (enabled_filter): bound with the password all the same, result "
+               "ignored");
+    if (answered) note_success(start);
+    return {Verdict::Fail, "account disabled (enabled_filter)"};
   }
   if (!answered) {
     const std::string reason = "bind: " + error.text();

@@ -179,6 +179,38 @@ class LdapTest(LdapTestBase):
         self.assertNotIn("result=tempfail", log)
         self.assert_no_secrets(log)
 
+    def test_bind_mode_a_disabled_account_costs_a_bind_like_any_other(self):
+        """A disabled account in bind mode must not answer faster than a wrong
+        password (it would tell who is disabled, and flooding its name would
+        fill the authenticator's samples of real check times with fast
+        values, so unknown users would be answered fast too): the bind with
+        the given password is made all the same, and its result ignored."""
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                    f'enabled_filter = "{ENABLED}"\nauth = "bind"\n'),
+                       args=["--debug"])
+
+        def timed(user, pw):
+            t0 = time.monotonic()
+            reply = mux_reply_text(mux_exchange(self.sock, mux_frame(user, pw, "smtp", "")))
+            elapsed = time.monotonic() - t0
+            self.assertTrue((reply or "").startswith("NO"), (user, reply))
+            return elapsed
+
+        disabled, wrong = [], []
+        for i in range(15):
+            disabled.append(timed("carol@example.com", "carol-pw" if i % 2 else f"wrong-{i}"))
+            wrong.append(timed("alice@example.com", f"wrong-{i}"))
+        disabled.sort()
+        wrong.sort()
+        # Loose, for a noisy 2-core machine: the same path within a factor 3.
+        self.assertGreaterEqual(disabled[7], wrong[7] / 3, (disabled, wrong))
+        # Deterministic: the bind was made for the disabled account.
+        log = d.log()
+        self.assertEqual(log.count("ldap ldap: user carol@example.com is disabled (enabled_filter): "
+                                   "bound with the password all the same, result ignored"), 15, log)
+        self.assertEqual(log.count('user=carol@example.com service=smtp realm= rip= backend=ldap '
+                                   'reason="account disabled (enabled_filter)"'), 15, log)
+
     def test_lookup_mode_schemes_cram_md5_and_scram(self):
         d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(&(objectClass=posixAccount)(mail=%u))"\n'
                                     f'enabled_filter = "{ENABLED}"\nauth = "lookup"\n')
