@@ -403,6 +403,11 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
     f.reason = "ambiguous: more than one entry matches the filter for this user";
     return f;
   }
+  if (entries.front().dn.empty()) {
+    f.status = backend::Status::TempFail;
+    f.reason = "the entry found has no readable DN";
+    return f;
+  }
   f.status = backend::Status::Found;
   f.dn = entries.front().dn;
   f.matched = "filter " + filter;

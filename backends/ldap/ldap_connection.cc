@@ -259,6 +259,8 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   if (res.msg == nullptr) return true;
   for (LDAPMessage* e = ldap_first_entry(ld_, res.msg); e; e = ldap_next_entry(ld_, e)) {
     Entry entry;
+    // A DN that cannot be read stays "": callers treat an entry without a
+    // DN as a temporary failure (a bind as "" would be anonymous).
     if (char* dn = ldap_get_dn(ld_, e)) {
       entry.dn = dn;
       ldap_memfree(dn);
@@ -282,6 +284,12 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
 bool Connection::bind_user(const std::string& dn, std::string_view password, BindResult* result,
                            LdapError* error) {
   *result = {};
+  static_assert(BindResult{}.code == LDAP_OTHER);
+  if (dn.empty()) {
+    result->code = LDAP_PARAM_ERROR;
+    result->message = "no DN to bind as (an empty DN is an anonymous bind)";
+    return true;
+  }
   LDAPControl* request = nullptr;
   LDAPControl* sctrls[2] = {nullptr, nullptr};
   if (ldap_create_passwordpolicy_control(ld_, &request) == LDAP_SUCCESS && request) {

@@ -86,7 +86,9 @@ struct Entry {
 // What a user bind said, with the password policy control's answer when the
 // server sent one (draft-behera-ldap-password-policy).
 struct BindResult {
-  int code = 0;             // LDAP_SUCCESS, LDAP_INVALID_CREDENTIALS, …
+  // LDAP_SUCCESS, LDAP_INVALID_CREDENTIALS, …; LDAP_OTHER until a server
+  // said otherwise (0 would be LDAP_SUCCESS: a login, by default).
+  int code = 0x50;          // LDAP_OTHER (no libldap header here)
   std::string message;      // for the log
   std::string policy;       // "password expired", "account locked", "" …
   int policy_error = -1;    // LDAPPasswordPolicyError, or -1 when none was sent
@@ -149,7 +151,9 @@ class Connection {
 
   // A simple bind as `dn` with `password`, asking for the password policy
   // control.  Returns false only when the connection failed (error set);
-  // a refused bind is true with result->code set.
+  // a refused bind is true with result->code set.  An empty `dn` is never
+  // sent (a simple bind with no DN is anonymous and succeeds on some
+  // servers): true with result->code = LDAP_PARAM_ERROR.
   bool bind_user(const std::string& dn, std::string_view password, BindResult* result,
                  LdapError* error);
 
