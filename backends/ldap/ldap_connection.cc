@@ -183,6 +183,15 @@ std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_
   ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
   int limit = static_cast<int>(std::max<long long>(1, o.timeout.count() / 1000));
   ldap_set_option(ld, LDAP_OPT_TIMELIMIT, &limit);
+  // Dead peers (a crashed host, a dropped NAT mapping) are noticed by TCP
+  // keepalive on the connections kept open, not by the next login's timeout.
+#ifdef LDAP_OPT_X_KEEPALIVE_IDLE
+  int keepalive_idle = kKeepaliveIdle, keepalive_probes = kKeepaliveProbes,
+      keepalive_interval = kKeepaliveInterval;
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_IDLE, &keepalive_idle);
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_PROBES, &keepalive_probes);
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_INTERVAL, &keepalive_interval);
+#endif
 
   const bool ldaps = uri.rfind("ldaps://", 0) == 0;
   if (ldaps || o.starttls) {
@@ -413,6 +422,7 @@ void Pool::give_back(std::unique_ptr<Connection> conn, bool broken) {
 
 Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
   std::unique_ptr<Connection> conn;
+  std::vector<std::unique_ptr<Connection>> stale;  // closed below, outside the lock
   {
     std::unique_lock lock(mutex_);
     const auto deadline = Clock::now() + options_.timeout;
@@ -420,6 +430,13 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
       if (!idle_.empty() && !fresh) {
         conn = std::move(idle_.back());
         idle_.pop_back();
+        // Idle too long: a middlebox may have dropped it without a word.
+        // Close it and take a newer one, or open a new one in its slot.
+        if (!fresh_enough(conn->last_used, Clock::now())) {
+          stale.push_back(std::move(conn));
+          --open_;
+          continue;
+        }
         break;
       }
       if (open_ < size_) {
@@ -440,6 +457,7 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
       }
     }
   }
+  stale.clear();  // unbind (a write to the socket) outside the lock
   if (conn) {
     if (auto better = hosts_->claim_better(conn->server(), Clock::now())) {
       LdapError e;

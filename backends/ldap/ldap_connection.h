@@ -160,7 +160,7 @@ class Connection {
   // RFC 3062 Password Modify for `dn` as the connection's identity.
   bool modify_password(const std::string& dn, std::string_view password, LdapError* error);
 
-  Clock::time_point last_used{};
+  Clock::time_point last_used{};  // when it was last given back (Pool: kMaxIdle)
 
  private:
   Connection(::ldap* ld, std::size_t server, std::chrono::milliseconds timeout)
@@ -171,6 +171,22 @@ class Connection {
   std::size_t server_;
   std::chrono::milliseconds timeout_;
 };
+
+// A pooled connection idle for longer than this is closed, not used: a
+// NAT box or firewall drops idle TCP state silently (often after a few
+// minutes), and the next login on such a connection would wait the whole
+// timeout and get a temporary failure.  Well below the usual 5-minute idle
+// limits; with TCP keepalive (kKeepaliveIdle) on as well, for the
+// connections that stay busy.
+inline constexpr auto kMaxIdle = std::chrono::seconds(30);
+inline constexpr int kKeepaliveIdle = 60;      // s of silence before the first probe
+inline constexpr int kKeepaliveProbes = 3;     // unanswered probes: the connection is dead
+inline constexpr int kKeepaliveInterval = 10;  // s between probes
+
+// Whether a connection last used at `last_used` may still be used at `now`.
+inline bool fresh_enough(Clock::time_point last_used, Clock::time_point now) {
+  return now - last_used <= kMaxIdle;
+}
 
 class Pool {
  public:

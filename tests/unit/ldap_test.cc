@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "backends/ldap/ldap_connection.h"
 #include "backends/ldap/ldap_template.h"
 #include "backends/ldap/saslauthd_conf.h"
 #include "src/config/config.h"
@@ -13,6 +14,18 @@ namespace mailauth::backend::ldap {
 namespace {
 
 using namespace std::string_literals;
+
+// A pooled connection idle past kMaxIdle is closed before use (a NAT box
+// may have dropped it silently), never handed to a login to time out on.
+TEST(LdapPool, IdleConnectionsAreTooOldAfterKMaxIdle) {
+  const auto now = Clock::now();
+  EXPECT_TRUE(fresh_enough(now, now));
+  EXPECT_TRUE(fresh_enough(now - std::chrono::seconds(29), now));
+  EXPECT_FALSE(fresh_enough(now - kMaxIdle - std::chrono::milliseconds(1), now));
+  EXPECT_FALSE(fresh_enough(now - std::chrono::minutes(10), now));
+  EXPECT_FALSE(fresh_enough(Clock::time_point{}, now));  // never stamped: not trusted
+  static_assert(kMaxIdle <= std::chrono::seconds(60), "below common NAT idle limits");
+}
 
 TEST(LdapEscape, FilterValueEscapesRfc4515Specials) {
   EXPECT_EQ(escape_filter_value("alice@example.com"), "alice@example.com");
