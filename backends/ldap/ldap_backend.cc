@@ -138,6 +138,17 @@ Secret registry_form(std::string_view value) {
   return Secret(value);
 }
 
+// ldap://localhost, 127.0.0.0/8, [::1] or no host (libldap's default):
+// traffic that never leaves the machine.
+bool loopback_uri(const std::string& uri) {
+  LDAPURLDesc* desc = nullptr;
+  if (ldap_url_parse(uri.c_str(), &desc) != LDAP_URL_SUCCESS) return false;
+  const std::string host = desc->lud_host ? desc->lud_host : "";
+  ldap_free_urldesc(desc);
+  return host.empty() || host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1" ||
+         host == "[::1]";
+}
+
 ldap::Template parse_template(const config::Section& s, const char* key, std::string_view text,
                               ldap::Template::Kind kind) {
   try {
@@ -180,7 +191,14 @@ std::unique_ptr<Backend> LdapBackend::create(const config::BackendSpec& spec) {
   if (st.connect.tls_cert.empty() != st.connect.tls_key.empty())
     s.fail(st.connect.tls_cert.empty() ? "tls_key" : "tls_cert",
            "tls_cert and tls_key go together (the client certificate and its key)");
+  bool any_tls = st.connect.starttls;
+  for (const auto& u : st.connect.uris) any_tls = any_tls || u.rfind("ldaps://", 0) == 0;
   for (const char* key : {"tls_ca", "tls_cert", "tls_key"}) {
+    // Ignored without TLS: whoever wrote it believes the passwords travel
+    // encrypted.
+    if (!any_tls && s.has(key))
+      s.fail(key, "no TLS to use it for: the URIs are ldap:// (or ldapi://) and starttls is "
+                  "off; set starttls = true or use ldaps://");
     const std::string path = s.get_string(key, "");
     if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
       s.fail(key, "cannot read " + path + ": " + std::strerror(errno));
@@ -254,6 +272,15 @@ std::unique_ptr<Backend> LdapBackend::create(const config::BackendSpec& spec) {
   const std::string normalize = s.get_string("normalize", "lower");
   if (normalize != "lower" && normalize != "none") s.fail("normalize", "must be \"lower\" or \"none\"");
   st.normalize_lower = normalize == "lower";
+
+  // Users' passwords in clear text over the network: allowed (a directory
+  // on a trusted segment), but said at every start.
+  if (st.auth == Auth::Bind && !st.connect.starttls)
+    for (const auto& u : st.connect.uris)
+      if (u.rfind("ldap://", 0) == 0 && !loopback_uri(u))
+        log::warning("ldap " + spec.name + ": " + u +
+                     " without starttls: user passwords are sent to the directory in clear "
+                     "text (set starttls = true or use ldaps://)");
 
   return std::make_unique<LdapBackend>(spec.name, std::move(st));
 }

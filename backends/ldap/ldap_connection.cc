@@ -177,6 +177,8 @@ std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_
   int version = LDAP_VERSION3;
   ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
   ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+  int deref = LDAP_DEREF_NEVER;  // whatever /etc/ldap/ldap.conf's DEREF says
+  ldap_set_option(ld, LDAP_OPT_DEREF, &deref);
   ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON);
   timeval tv = to_timeval(o.timeout);
   ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);

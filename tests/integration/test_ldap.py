@@ -472,6 +472,24 @@ auth = "lookup"
             self.assertIn(message, r.stderr, keys)
             self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend")
 
+    def test_tls_files_without_tls_are_refused_and_clear_text_binds_warned(self):
+        """tls_ca/tls_cert/tls_key on ldap:// without starttls would be
+        ignored: the admin who wrote them believes the passwords travel
+        encrypted.  Refused, naming the key; a non-loopback ldap:// without
+        StartTLS in bind mode (passwords in clear text) is warned about."""
+        conf = self.config(self.backend(f'tls_ca = "{self.tls["ca"]}"\n'
+                                        f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.check_config(conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend\[\d\]\.tls_ca'")
+        self.assertIn("starttls", r.stderr)
+        # ldap:// to a loopback address: no warning; to another host: one.
+        ok = self.check_config(self.config(self.backend(f'base = "{SUFFIX}"\n')))
+        self.assertNotIn("clear text", ok.stderr)
+        remote = self.check_config(self.config(self.backend(
+            f'base = "{SUFFIX}"\n', uris=["ldap://192.0.2.1:1"], timeout="100ms")))
+        self.assertIn("clear text", remote.stderr, remote.stderr)
+
     # --- failover and TLS ------------------------------------------------------------
 
     def test_failover_and_return_to_the_first(self):

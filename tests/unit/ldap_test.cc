@@ -181,5 +181,52 @@ TEST(LdapSaslauthdConf, RefusesWhatItCannotDoWithFileAndLine) {
   EXPECT_NE(message("ldap_filter: uid=%u\n").find("ldap_search_base"), std::string::npos);
 }
 
+// saslauthd without ldap_tls_check_peer does not set
+// LDAP_OPT_X_TLS_REQUIRE_CERT (lak.c: tls_check_peer = -1), so libldap's own
+// default applies: TLS_REQCERT demand, the certificate is checked.
+TEST(LdapSaslauthdConf, TlsCheckPeerDefaultsToCheckingAsLibldapDoes) {
+  auto t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(false), true);
+  t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\nldap_tls_check_peer: no\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(true), false);
+  t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\nldap_tls_check_peer: yes\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(false), true);
+}
+
+// Referral chasing and alias dereferencing change which entries a search
+// finds: only their defaults (off, never) are accepted.
+TEST(LdapSaslauthdConf, ReferralsAndDerefOnlyAtTheirDefaults) {
+  auto message = [](const std::string& text) {
+    try {
+      saslauthd_conf_to_toml(text, "/etc/saslauthd.conf");
+    } catch (const config::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(message("ldap_search_base: o=x\nldap_referrals: no\nldap_deref: never\n"), "(accepted)");
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_referrals: yes\n")
+                .find("/etc/saslauthd.conf:2: key 'ldap_referrals'"), std::string::npos)
+      << message("ldap_search_base: o=x\nldap_referrals: yes\n");
+  for (const char* v : {"always", "search", "find", "bogus"})
+    EXPECT_NE(message(std::string("ldap_search_base: o=x\n\nldap_deref: ") + v + "\n")
+                  .find("/etc/saslauthd.conf:3: key 'ldap_deref'"), std::string::npos) << v;
+}
+
+// A TLS file with no TLS to use it for is refused, not silently ignored.
+TEST(LdapSaslauthdConf, TlsFilesWithoutTlsAreRefused) {
+  try {
+    saslauthd_conf_to_toml("ldap_servers: ldap://a.example\nldap_search_base: o=x\n"
+                           "ldap_tls_cacert_file: /etc/ssl/ca.pem\n", "/etc/saslauthd.conf");
+    ADD_FAILURE() << "accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/etc/saslauthd.conf:3: key 'ldap_tls_cacert_file'"),
+              std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace mailauth::backend::ldap
