@@ -605,7 +605,8 @@ Backend::Health LdapBackend::health() {
 namespace {
 const char* kManagedElsewhere =
     "an LDAP directory is managed with its own tools (ldapadd, ldapmodify, ldapdelete, your "
-    "directory's admin interface); mailauth-user only changes passwords there";
+    "directory's admin interface); mailauth-user only changes passwords there (passwd), shows "
+    "and verifies; to add the user to another store, name it with --backend NAME";
 }
 
 AccountStore::Result LdapBackend::add(std::string_view, std::string_view, std::string_view, bool) {
@@ -657,9 +658,15 @@ config::SaslauthdBackends LdapBackend::saslauthd_form(const std::string& option)
 const TypeInfo LdapBackend::kTypeInfo{
     .type = "ldap",
     .create = &LdapBackend::create,
+    // Never mailauth-user's default store: with [ldap, pwdfile] a plain
+    // `passwd carol` is about the file, not a silent change of her directory
+    // password.  Named with --backend, the instance's accounts() serves
     // passwd (Password Modify), show and verify; add and del are refused
     // with a message that says why.
-    .keeps_accounts = true,
+    .keeps_accounts = false,
+    .accounts_hint =
+        "a directory is managed with its own tools (ldapadd, ldapmodify, ldappasswd); "
+        "mailauth-user --backend NAME can change a password there (passwd), show and verify",
     .saslauthd = &LdapBackend::saslauthd_form,
 };
 

@@ -660,34 +660,66 @@ class LdapUserToolTest(LdapTestBase):
         return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=input,
                               capture_output=True, text=True, timeout=60)
 
+    def ldap_tool(self, conf, *args, input=None):
+        """The directory named: it is never the default store."""
+        return self.user_tool(conf, "--backend", "ldap", *args, input=input)
+
+    def test_the_directory_is_not_the_default_store(self):
+        """[ldap, pwdfile]: `mailauth-user passwd carol` is about the file
+        mailauth-user manages, never a silent change of her directory
+        password; the directory is written only when named with --backend."""
+        conf = self.write("both.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n')
+                          + self.pwdfile())
+        before = self.ldap.search(SUFFIX, "(mail=carol@example.com)", "userPassword")
+        self.addCleanup(self.ldap.modify,
+                        f"dn: uid=carol,ou=example.com,{SUFFIX}\nchangetype: modify\n"
+                        f"replace: userPassword\nuserPassword: {slapd.ssha('carol-pw')}\n")
+        r = self.user_tool(conf, "passwd", "carol@example.com", "--password-stdin",
+                           input="carol file pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.ldap.search(SUFFIX, "(mail=carol@example.com)", "userPassword"), before)
+        r = self.user_tool(conf, "verify", "carol@example.com", "--password-stdin",
+                           input="carol file pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)  # the pwdfile's, now
+        # Only LDAP: no default store, and the message says how to use it.
+        only = self.write("only.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.user_tool(only, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--backend", r.stderr)
+        # add on the directory, named: refused, pointing at --backend.
+        r = self.user_tool(conf, "--backend", "ldap", "add", "new@example.com", "--random")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("managed with its own tools", r.stderr)
+        self.assertIn("--backend", r.stderr)
+
     def test_passwd_show_verify_and_refusals(self):
         for auth in ("bind", "lookup"):
             with self.subTest(auth=auth):
                 conf = self.write("user.conf", self.backend(
                     f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\nauth = "{auth}"\n'
                     f'enabled_filter = "{ENABLED}"\n'))
-                r = self.user_tool(conf, "show", "alice@example.com")
+                r = self.ldap_tool(conf, "show", "alice@example.com")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn(f"dn: uid=alice,ou=example.com,{SUFFIX}", r.stdout)
                 self.assertIn("matched: filter (mail=alice@example.com), enabled_filter", r.stdout)
-                r = self.user_tool(conf, "show", "carol@example.com")
+                r = self.ldap_tool(conf, "show", "carol@example.com")
                 self.assertIn("disabled", r.stdout)
-                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                r = self.ldap_tool(conf, "verify", "alice@example.com", "--password-stdin",
                                    input="alice-pw\n")
                 self.assertEqual(r.returncode, 0, r.stderr)
-                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                r = self.ldap_tool(conf, "verify", "alice@example.com", "--password-stdin",
                                    input="wrong\n")
                 self.assertEqual(r.returncode, 1, r.stderr)
-                r = self.user_tool(conf, "show", "nobody@example.com")
+                r = self.ldap_tool(conf, "show", "nobody@example.com")
                 self.assertEqual(r.returncode, 1, r.stderr)
                 for args in (["add", "new@example.com", "--random"], ["del", "alice@example.com"],
                              ["disable", "alice@example.com"], ["list"]):
-                    r = self.user_tool(conf, *args)
+                    r = self.ldap_tool(conf, *args)
                     self.assertNotEqual(r.returncode, 0, args)
                     self.assertIn("managed with its own tools", r.stderr, args)
         # passwd: the directory hashes the new password (Password Modify).
         conf = self.write("user.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
-        r = self.user_tool(conf, "passwd", "dave@example.org", "--password-stdin",
+        r = self.ldap_tool(conf, "passwd", "dave@example.org", "--password-stdin",
                            input="new dave pw\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("new dave pw", r.stdout + r.stderr)
@@ -706,7 +738,7 @@ password = "{SEARCH_PW}"
 base = "{SUFFIX}"
 filter = "(mail=%u)"
 """)
-        r = self.user_tool(conf, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
+        r = self.ldap_tool(conf, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
         self.assertNotEqual(r.returncode, 0, r.stderr)
         self.assertIn("Insufficient access", r.stderr)
         # Put dave back for the other tests of this class.
