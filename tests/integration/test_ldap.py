@@ -164,18 +164,19 @@ class LdapTest(LdapTestBase):
         # An empty password is never an (anonymous) bind that succeeds.
         r = mux_exchange(self.sock, mux_frame("alice@example.com", "", "smtp", ""))
         self.assertTrue((mux_reply_text(r) or "").startswith("NO"), r)
-        # Password policy: the server's reasons are logged.
+        # Password policy: the server's reasons are logged.  Without slapd's
+        # ppolicy module these cases would pass for nothing: fail instead.
+        self.assertTrue(slapd.have_module("ppolicy"),
+                        f"slapd's ppolicy module is missing from {slapd.MODULE_PATH} (slapd package)")
         self.assert_no("lock@example.org", "lock-pw")
-        if slapd.have_module("ppolicy"):
-            self.assert_no("old@example.org", "old-pw")
+        self.assert_no("old@example.org", "old-pw")
         log = d.log()
         self.assertIn('user=carol@example.com service=smtp realm= rip= backend=ldap '
                       'reason="account disabled (enabled_filter)"', log)
         self.assertIn("result=ok proto=mux user=zed@example.com service=smtp realm= rip= "
                       "backend=pwdfile", log)
-        if slapd.have_module("ppolicy"):
-            self.assertIn('reason="password policy: account locked"', log)
-            self.assertIn('reason="password policy: password expired"', log)
+        self.assertIn('reason="password policy: account locked"', log)
+        self.assertIn('reason="password policy: password expired"', log)
         self.assertNotIn("result=tempfail", log)
         self.assert_no_secrets(log)
 
@@ -219,8 +220,9 @@ class LdapTest(LdapTestBase):
                      "grace@example.com", "dave@example.org"):
             self.assert_ok(user, self.tree.users[user])
             self.assert_no(user, "wrong")
-        if self.tree.argon2:
-            self.assert_ok("frank@example.com", "frank-pw")  # {ARGON2} by slapd's module
+        self.assertTrue(self.tree.argon2, "slapd's argon2 module is missing (slappasswd -o "
+                        "module-load=argon2 failed): the {ARGON2} case cannot run")
+        self.assert_ok("frank@example.com", "frank-pw")  # {ARGON2} by slapd's module
         self.assert_no("carol@example.com", "carol-pw")
         self.assert_ok("zed@example.com", "zed-pw")
         self.assert_no("nopw@example.org", "")
@@ -237,6 +239,32 @@ class LdapTest(LdapTestBase):
                       'reason="account disabled (enabled_filter)"', log)
         self.assertNotIn("result=tempfail", log)
         self.assert_no_secrets(log)
+
+    def test_empty_password_and_entry_without_password_over_dovecot_plain(self):
+        """PLAIN can carry an empty password: bind mode never binds with it
+        (anonymous), lookup mode has nothing to check for an entry without
+        userPassword.  Both are NO, with the reason in the log."""
+        for auth, user, reason in (("bind", "alice@example.com", "wrong password"),
+                                   ("lookup", "nopw@example.org", "no userPassword")):
+            with self.subTest(auth=auth):
+                d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                            f'auth = "{auth}"\n'), dovecot=("PLAIN",))
+                conn = DovecotConnection(self.dsock)
+                conn.handshake()
+                for i, pw in enumerate(("", "something"), 1):
+                    resp = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+                    conn.send(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={resp}\n")
+                    self.assertTrue(conn.line().startswith(f"FAIL\t{i}"), pw)
+                conn.close()
+                log = d.log()
+                # The empty one is refused before any backend is asked.
+                self.assertIn(f'user={user} service=smtp realm= rip= backend=- '
+                              f'reason="empty password"', log)
+                self.assertIn(f'user={user} service=smtp realm= rip= backend=ldap '
+                              f'reason="{reason}"', log)
+                self.assertNotIn("result=ok", log)
+                d.stop()
+                self.daemons.remove(d)
 
     def test_lookup_mode_without_read_access_is_a_config_problem(self):
         d = self.start(f"""
