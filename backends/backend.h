@@ -81,6 +81,11 @@ enum class Verdict { Ok, Fail, Unknown, TempFail };
 struct VerifyResult {
   Verdict verdict = Verdict::Unknown;
   std::string reason;
+  // False for a Fail decided without the check a password costs (ldap: an
+  // empty password, never sent to the server): the authenticator then pads
+  // the answer to a real check's time, as for an unknown user, and does not
+  // take its time as a sample of one.
+  bool costed = true;
 };
 
 // What writable backends (pwdfile, mysql) offer mailauth-user.  Every call

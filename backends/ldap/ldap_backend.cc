@@ -92,12 +92,31 @@ Secret read_password_file(const config::Section& s, const std::string& name,
   return secret;
 }
 
+// normalize = "lower": the one name of every spelling a directory's
+// caseIgnoreMatch (RFC 4518 string preparation) takes for the same value --
+// as far as it can be decided without the Unicode tables.  Runs of ASCII
+// white space are one space and the ends are trimmed (insignificant space
+// handling; tab, CR, LF, VT and FF are mapped to space), A-Z are lower-cased.
+// Anything else outside printable ASCII makes the name nobody's here ("",
+// unknown to this backend): slapd folds Unicode case and compatibility forms
+// (U+FF41, U+1D41A, U+017F), maps controls and zero-width characters to
+// nothing and NBSP to space, so "ａlice" or "ali\u200bce" would find alice
+// under a name of its own -- a per-user brute-force counter of its own.
 std::string fold_lower(std::string_view user) {
-  while (!user.empty() && user.back() == ' ') user.remove_suffix(1);
-  while (!user.empty() && user.front() == ' ') user.remove_prefix(1);
-  std::string out(user);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  std::string out;
+  out.reserve(user.size());
+  bool space = false;
+  for (const char ch : user) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == ' ' || (c >= '\t' && c <= '\r')) {
+      space = !out.empty();
+      continue;
+    }
+    if (c < 0x20 || c > 0x7e) return {};
+    if (space) out += ' ';
+    space = false;
+    out += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
   return out;
 }
 
@@ -117,6 +136,17 @@ Secret registry_form(std::string_view value) {
     }
   }
   return Secret(value);
+}
+
+// ldap://localhost, 127.0.0.0/8, [::1] or no host (libldap's default):
+// traffic that never leaves the machine.
+bool loopback_uri(const std::string& uri) {
+  LDAPURLDesc* desc = nullptr;
+  if (ldap_url_parse(uri.c_str(), &desc) != LDAP_URL_SUCCESS) return false;
+  const std::string host = desc->lud_host ? desc->lud_host : "";
+  ldap_free_urldesc(desc);
+  return host.empty() || host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1" ||
+         host == "[::1]";
 }
 
 ldap::Template parse_template(const config::Section& s, const char* key, std::string_view text,
@@ -161,7 +191,14 @@ std::unique_ptr<Backend> LdapBackend::create(const config::BackendSpec& spec) {
   if (st.connect.tls_cert.empty() != st.connect.tls_key.empty())
     s.fail(st.connect.tls_cert.empty() ? "tls_key" : "tls_cert",
            "tls_cert and tls_key go together (the client certificate and its key)");
+  bool any_tls = st.connect.starttls;
+  for (const auto& u : st.connect.uris) any_tls = any_tls || u.rfind("ldaps://", 0) == 0;
   for (const char* key : {"tls_ca", "tls_cert", "tls_key"}) {
+    // Ignored without TLS: whoever wrote it believes the passwords travel
+    // encrypted.
+    if (!any_tls && s.has(key))
+      s.fail(key, "no TLS to use it for: the URIs are ldap:// (or ldapi://) and starttls is "
+                  "off; set starttls = true or use ldaps://");
     const std::string path = s.get_string(key, "");
     if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
       s.fail(key, "cannot read " + path + ": " + std::strerror(errno));
@@ -236,6 +273,15 @@ std::unique_ptr<Backend> LdapBackend::create(const config::BackendSpec& spec) {
   if (normalize != "lower" && normalize != "none") s.fail("normalize", "must be \"lower\" or \"none\"");
   st.normalize_lower = normalize == "lower";
 
+  // Users' passwords in clear text over the network: allowed (a directory
+  // on a trusted segment), but said at every start.
+  if (st.auth == Auth::Bind && !st.connect.starttls)
+    for (const auto& u : st.connect.uris)
+      if (u.rfind("ldap://", 0) == 0 && !loopback_uri(u))
+        log::warning("ldap " + spec.name + ": " + u +
+                     " without starttls: user passwords are sent to the directory in clear "
+                     "text (set starttls = true or use ldaps://)");
+
   return std::make_unique<LdapBackend>(spec.name, std::move(st));
 }
 
@@ -307,8 +353,15 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
   auto fail = [&](const std::string& what) {
     f.status = backend::Status::TempFail;
     f.reason = what + ": " + error.text();
-    note_failure(f.reason);
+    // Our pool's connections all busy is load, not the directory gone.
+    if (!error.pool_busy) note_failure(f.reason);
     return std::move(f);
+  };
+  // The DN was built from (or found for) the user's name: a name that
+  // makes no valid DN (invalidDNSyntax: not UTF-8, …) or a DN with nothing
+  // there (noSuchObject) is nobody's -- never an outage.
+  auto no_entry_at_dn = [&] {
+    return error.code == LDAP_INVALID_DN_SYNTAX || error.code == LDAP_NO_SUCH_OBJECT;
   };
 
   if (!settings_.dn_template.empty()) {
@@ -332,8 +385,15 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
               exists = !entries.empty();
               return true;
             },
-            &error))
+            &error)) {
+      if (no_entry_at_dn()) {
+        note_success(started);
+        f.status = backend::Status::Unknown;
+        f.dn.clear();
+        return f;
+      }
       return fail("search");
+    }
     note_success(started);
     if (!exists) {
       f.status = backend::Status::Unknown;
@@ -349,8 +409,14 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
           [&](ldap::Connection& c, ldap::LdapError* e) {
             return c.search(settings_.base, settings_.scope, filter, attrs, 2, &entries, &more, e);
           },
-          &error))
+          &error)) {
+    // The configured base is not there (renamed, a typo, hidden by an ACL):
+    // every user would look unknown and the chain would fall through to an
+    // older store.  A temporary failure, logged as the problem it is.
+    if (error.code == LDAP_NO_SUCH_OBJECT)
+      return fail("search base " + settings_.base + " is missing (check base and bind_dn's ACL)");
     return fail("search");
+  }
   note_success(started);
   if (entries.empty()) return f;  // Unknown
   if (entries.size() > 1 || more) {
@@ -362,6 +428,11 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
                   "(use %u, or %n and %d) or the duplicate is removed");
     f.status = backend::Status::TempFail;
     f.reason = "ambiguous: more than one entry matches the filter for this user";
+    return f;
+  }
+  if (entries.front().dn.empty()) {
+    f.status = backend::Status::TempFail;
+    f.reason = "the entry found has no readable DN";
     return f;
   }
   f.status = backend::Status::Found;
@@ -380,8 +451,13 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
             [&](ldap::Connection& c, ldap::LdapError* e) {
               return c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, &check, &more, e);
             },
-            &error))
+            &error)) {
+      if (no_entry_at_dn()) {  // deleted since the search found it
+        f.status = backend::Status::Unknown;
+        return f;
+      }
       return fail("search");
+    }
     f.disabled = check.empty();
     if (!f.disabled) f.matched += ", enabled_filter " + enabled;
   }
@@ -420,10 +496,16 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
   Found f = find(query, false);
   if (f.status == backend::Status::Unknown) return {Verdict::Unknown, {}};
   if (f.status == backend::Status::TempFail) return {Verdict::TempFail, f.reason};
-  if (f.disabled) return {Verdict::Fail, "account disabled (enabled_filter)"};
   // A simple bind with a DN and no password is an anonymous bind, which
-  // succeeds (RFC 4513 5.1.2): never ask the server.
-  if (password.empty()) return {Verdict::Fail, "empty password"};
+  // succeeds (RFC 4513 5.1.2): never ask the server.  Answered without a
+  // bind, so not costed: the authenticator holds it back to a real check's
+  // time, and it never becomes a fast sample of one.
+  if (password.empty())
+    return {Verdict::Fail, f.disabled ? "account disabled (enabled_filter)" : "empty password",
+            false};
+  // f.dn is what the user bind is made as: an empty one would be an
+  // anonymous bind, which succeeds whatever the password.
+  if (f.dn.empty()) return {Verdict::TempFail, "no DN for the entry found"};
 
   const auto start = Clock::now();
   ldap::LdapError error;
@@ -439,9 +521,20 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
     lease.discard();
     if (Clock::now() - start > kRetryWindow) break;
   }
+  if (f.disabled) {
+    // Refused whatever the password -- but only after the same bind any
+    // other login makes, so that a disabled account costs what a wrong
+    // password costs (the answer's time tells nothing, and the
+    // authenticator's samples of real check times stay real).
+    log::debug("ldap " + name() + ": user " + log::sanitize(query.user) +
+               " is disabled (enabled_filter): bound with the password all the same, result "
+               "ignored");
+    if (answered) note_success(start);
+    return {Verdict::Fail, "account disabled (enabled_filter)"};
+  }
   if (!answered) {
     const std::string reason = "bind: " + error.text();
-    note_failure(reason);
+    if (!error.pool_busy) note_failure(reason);
     return {Verdict::TempFail, reason};
   }
   note_success(start);
@@ -497,6 +590,8 @@ Backend::Health LdapBackend::health() {
                           &more, e);
         },
         &error);
+    if (!ok && error.code == LDAP_NO_SUCH_OBJECT)
+      return {"base " + settings_.base + " does not exist (or bind_dn may not see it)"};
     if (!ok)
       return {"search of base " + settings_.base + ": " + error.text(), error.unreachable(), {}};
     if (entries.empty())
@@ -510,7 +605,8 @@ Backend::Health LdapBackend::health() {
 namespace {
 const char* kManagedElsewhere =
     "an LDAP directory is managed with its own tools (ldapadd, ldapmodify, ldapdelete, your "
-    "directory's admin interface); mailauth-user only changes passwords there";
+    "directory's admin interface); mailauth-user only changes passwords there (passwd), shows "
+    "and verifies; to add the user to another store, name it with --backend NAME";
 }
 
 AccountStore::Result LdapBackend::add(std::string_view, std::string_view, std::string_view, bool) {
@@ -562,9 +658,15 @@ config::SaslauthdBackends LdapBackend::saslauthd_form(const std::string& option)
 const TypeInfo LdapBackend::kTypeInfo{
     .type = "ldap",
     .create = &LdapBackend::create,
+    // Never mailauth-user's default store: with [ldap, pwdfile] a plain
+    // `passwd carol` is about the file, not a silent change of her directory
+    // password.  Named with --backend, the instance's accounts() serves
     // passwd (Password Modify), show and verify; add and del are refused
     // with a message that says why.
-    .keeps_accounts = true,
+    .keeps_accounts = false,
+    .accounts_hint =
+        "a directory is managed with its own tools (ldapadd, ldapmodify, ldappasswd); "
+        "mailauth-user --backend NAME can change a password there (passwd), show and verify",
     .saslauthd = &LdapBackend::saslauthd_form,
 };
 

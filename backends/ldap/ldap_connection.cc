@@ -177,12 +177,23 @@ std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_
   int version = LDAP_VERSION3;
   ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
   ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+  int deref = LDAP_DEREF_NEVER;  // whatever /etc/ldap/ldap.conf's DEREF says
+  ldap_set_option(ld, LDAP_OPT_DEREF, &deref);
   ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON);
   timeval tv = to_timeval(o.timeout);
   ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
   ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
   int limit = static_cast<int>(std::max<long long>(1, o.timeout.count() / 1000));
   ldap_set_option(ld, LDAP_OPT_TIMELIMIT, &limit);
+  // Dead peers (a crashed host, a dropped NAT mapping) are noticed by TCP
+  // keepalive on the connections kept open, not by the next login's timeout.
+#ifdef LDAP_OPT_X_KEEPALIVE_IDLE
+  int keepalive_idle = kKeepaliveIdle, keepalive_probes = kKeepaliveProbes,
+      keepalive_interval = kKeepaliveInterval;
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_IDLE, &keepalive_idle);
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_PROBES, &keepalive_probes);
+  ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_INTERVAL, &keepalive_interval);
+#endif
 
   const bool ldaps = uri.rfind("ldaps://", 0) == 0;
   if (ldaps || o.starttls) {
@@ -248,7 +259,10 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   MessageGuard res;
   const int rc = ldap_search_ext_s(ld_, base.c_str(), scope, filter.c_str(), attrs.data(), 0,
                                    nullptr, nullptr, &tv, size_limit, &res.msg);
-  if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED && rc != LDAP_NO_SUCH_OBJECT) {
+  // noSuchObject is an error here, not an empty result: the caller knows
+  // whether the base was the configured one (missing: a configuration or
+  // directory problem) or a DN built from the user's name (nobody's).
+  if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
     *error = error_of(rc);
     return false;
   }
@@ -256,6 +270,8 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   if (res.msg == nullptr) return true;
   for (LDAPMessage* e = ldap_first_entry(ld_, res.msg); e; e = ldap_next_entry(ld_, e)) {
     Entry entry;
+    // A DN that cannot be read stays "": callers treat an entry without a
+    // DN as a temporary failure (a bind as "" would be anonymous).
     if (char* dn = ldap_get_dn(ld_, e)) {
       entry.dn = dn;
       ldap_memfree(dn);
@@ -279,6 +295,12 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
 bool Connection::bind_user(const std::string& dn, std::string_view password, BindResult* result,
                            LdapError* error) {
   *result = {};
+  static_assert(BindResult{}.code == LDAP_OTHER);
+  if (dn.empty()) {
+    result->code = LDAP_PARAM_ERROR;
+    result->message = "no DN to bind as (an empty DN is an anonymous bind)";
+    return true;
+  }
   LDAPControl* request = nullptr;
   LDAPControl* sctrls[2] = {nullptr, nullptr};
   if (ldap_create_passwordpolicy_control(ld_, &request) == LDAP_SUCCESS && request) {
@@ -402,6 +424,7 @@ void Pool::give_back(std::unique_ptr<Connection> conn, bool broken) {
 
 Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
   std::unique_ptr<Connection> conn;
+  std::vector<std::unique_ptr<Connection>> stale;  // closed below, outside the lock
   {
     std::unique_lock lock(mutex_);
     const auto deadline = Clock::now() + options_.timeout;
@@ -409,6 +432,13 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
       if (!idle_.empty() && !fresh) {
         conn = std::move(idle_.back());
         idle_.pop_back();
+        // Idle too long: a middlebox may have dropped it without a word.
+        // Close it and take a newer one, or open a new one in its slot.
+        if (!fresh_enough(conn->last_used, Clock::now())) {
+          stale.push_back(std::move(conn));
+          --open_;
+          continue;
+        }
         break;
       }
       if (open_ < size_) {
@@ -424,10 +454,12 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
           open_ >= size_) {
         *error = {LDAP_BUSY, "all " + std::to_string(size_) +
                                  " LDAP connections stayed busy (raise pool_size?)"};
+        error->pool_busy = true;
         return {};
       }
     }
   }
+  stale.clear();  // unbind (a write to the socket) outside the lock
   if (conn) {
     if (auto better = hosts_->claim_better(conn->server(), Clock::now())) {
       LdapError e;

@@ -63,6 +63,9 @@ struct ConnectOptions {
 struct LdapError {
   int code = 0;
   std::string message;  // ldap_err2string, plus the server's diagnostic message
+  // Every pooled connection stayed busy (ours, not the server's): not an
+  // outage -- the directory answers, there is just more load than pool_size.
+  bool pool_busy = false;
   // The server could not be reached or could not serve now (down, timed out,
   // refused the connection, busy, unavailable) -- as opposed to refusing
   // our settings (service credentials, TLS, base).
@@ -83,7 +86,9 @@ struct Entry {
 // What a user bind said, with the password policy control's answer when the
 // server sent one (draft-behera-ldap-password-policy).
 struct BindResult {
-  int code = 0;             // LDAP_SUCCESS, LDAP_INVALID_CREDENTIALS, …
+  // LDAP_SUCCESS, LDAP_INVALID_CREDENTIALS, …; LDAP_OTHER until a server
+  // said otherwise (0 would be LDAP_SUCCESS: a login, by default).
+  int code = 0x50;          // LDAP_OTHER (no libldap header here)
   std::string message;      // for the log
   std::string policy;       // "password expired", "account locked", "" …
   int policy_error = -1;    // LDAPPasswordPolicyError, or -1 when none was sent
@@ -138,21 +143,24 @@ class Connection {
 
   // A search with at most `size_limit` entries (more: the server's
   // sizeLimitExceeded, reported as `*more` = true with the entries read).
-  // `attributes` empty: no attributes ("1.1"), the DN only.
+  // `attributes` empty: no attributes ("1.1"), the DN only.  A base that
+  // does not exist is an error (LDAP_NO_SUCH_OBJECT), not an empty result.
   bool search(const std::string& base, int scope, const std::string& filter,
               const std::vector<std::string>& attributes, int size_limit,
               std::vector<Entry>* out, bool* more, LdapError* error);
 
   // A simple bind as `dn` with `password`, asking for the password policy
   // control.  Returns false only when the connection failed (error set);
-  // a refused bind is true with result->code set.
+  // a refused bind is true with result->code set.  An empty `dn` is never
+  // sent (a simple bind with no DN is anonymous and succeeds on some
+  // servers): true with result->code = LDAP_PARAM_ERROR.
   bool bind_user(const std::string& dn, std::string_view password, BindResult* result,
                  LdapError* error);
 
   // RFC 3062 Password Modify for `dn` as the connection's identity.
   bool modify_password(const std::string& dn, std::string_view password, LdapError* error);
 
-  Clock::time_point last_used{};
+  Clock::time_point last_used{};  // when it was last given back (Pool: kMaxIdle)
 
  private:
   Connection(::ldap* ld, std::size_t server, std::chrono::milliseconds timeout)
@@ -163,6 +171,22 @@ class Connection {
   std::size_t server_;
   std::chrono::milliseconds timeout_;
 };
+
+// A pooled connection idle for longer than this is closed, not used: a
+// NAT box or firewall drops idle TCP state silently (often after a few
+// minutes), and the next login on such a connection would wait the whole
+// timeout and get a temporary failure.  Well below the usual 5-minute idle
+// limits; with TCP keepalive (kKeepaliveIdle) on as well, for the
+// connections that stay busy.
+inline constexpr auto kMaxIdle = std::chrono::seconds(30);
+inline constexpr int kKeepaliveIdle = 60;      // s of silence before the first probe
+inline constexpr int kKeepaliveProbes = 3;     // unanswered probes: the connection is dead
+inline constexpr int kKeepaliveInterval = 10;  // s between probes
+
+// Whether a connection last used at `last_used` may still be used at `now`.
+inline bool fresh_enough(Clock::time_point last_used, Clock::time_point now) {
+  return now - last_used <= kMaxIdle;
+}
 
 class Pool {
  public:

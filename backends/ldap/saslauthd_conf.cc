@@ -52,10 +52,13 @@ std::string saslauthd_conf_to_toml(std::string_view text, const std::string& fil
       "ldap_servers", "ldap_search_base", "ldap_filter", "ldap_scope", "ldap_bind_dn",
       "ldap_password", "ldap_bind_pw", "ldap_auth_method", "ldap_start_tls",
       "ldap_tls_cacert_file", "ldap_tls_cert", "ldap_tls_key", "ldap_tls_check_peer",
-      "ldap_timeout", "ldap_version", "ldap_use_sasl", "ldap_password_attr"};
+      "ldap_timeout", "ldap_version", "ldap_use_sasl", "ldap_password_attr", "ldap_referrals",
+      "ldap_deref"};
+  // Accepted and ignored: they change nothing about who is found or how.
+  // (ldap_referrals and ldap_deref do: accepted below at their defaults only.)
   static const std::set<std::string> kHarmless = {
-      "ldap_time_limit", "ldap_size_limit", "ldap_deref", "ldap_restart", "ldap_referrals",
-      "ldap_debug", "ldap_verbose", "ldap_cache_ttl", "ldap_cache_mem"};
+      "ldap_time_limit", "ldap_size_limit", "ldap_restart", "ldap_debug", "ldap_verbose",
+      "ldap_cache_ttl", "ldap_cache_mem"};
   while (std::getline(in, raw)) {
     ++n;
     const std::string line = trim(raw);
@@ -99,6 +102,17 @@ std::string saslauthd_conf_to_toml(std::string_view text, const std::string& fil
     fail(line_of("ldap_use_sasl"), "ldap_use_sasl",
          "SASL binds to the directory are not supported by mailauthd: set ldap_use_sasl: no "
          "and use ldap_bind_dn/ldap_password (simple binds, with ldap_start_tls or ldaps://)");
+  // Chasing referrals (to servers not in ldap_servers) and dereferencing
+  // aliases both change which entries a search finds: their defaults only
+  // (saslauthd's and mailauthd's: off, never).
+  if (flag("ldap_referrals", false))
+    fail(line_of("ldap_referrals"), "ldap_referrals",
+         "referrals are not followed by mailauthd (a search could find users on servers not "
+         "in ldap_servers): remove the line or set it to no");
+  if (const std::string v = lower(get("ldap_deref", "never")); v != "never")
+    fail(line_of("ldap_deref"), "ldap_deref",
+         "aliases are never dereferenced by mailauthd (it changes which entries a search finds): "
+         "remove the line or set it to never");
   if (const std::string v = get("ldap_version", "3"); v != "3")
     fail(line_of("ldap_version"), "ldap_version", "only LDAPv3 is supported");
 
@@ -177,13 +191,25 @@ std::string saslauthd_conf_to_toml(std::string_view text, const std::string& fil
       out << "password = " << config::toml_quote(pw) << "\n";
     }
   }
-  if (flag("ldap_start_tls", false)) out << "starttls = true\n";
+  const bool start_tls = flag("ldap_start_tls", false);
+  if (start_tls) out << "starttls = true\n";
+  bool any_tls = start_tls;
+  for (const auto& u : uris) any_tls = any_tls || lower(u).rfind("ldaps://", 0) == 0;
   for (const auto& [from, to] : {std::pair{"ldap_tls_cacert_file", "tls_ca"},
                                  std::pair{"ldap_tls_cert", "tls_cert"},
                                  std::pair{"ldap_tls_key", "tls_key"}})
-    if (const std::string v = get(from, ""); !v.empty()) out << to << " = " << config::toml_quote(v) << "\n";
-  // saslauthd's default is not to check the peer.
-  out << "tls_check_peer = " << (flag("ldap_tls_check_peer", false) ? "true" : "false") << "\n";
+    if (const std::string v = get(from, ""); !v.empty()) {
+      // saslauthd ignores it then, and the passwords go in clear text.
+      if (!any_tls)
+        fail(line_of(from), from, "no TLS to use it for: ldap_servers are ldap:// and "
+                                  "ldap_start_tls is off (set ldap_start_tls: yes or use ldaps://)");
+      out << to << " = " << config::toml_quote(v) << "\n";
+    }
+  // Without ldap_tls_check_peer saslauthd does not set
+  // LDAP_OPT_X_TLS_REQUIRE_CERT (lak.c: tls_check_peer = -1), so libldap's
+  // default applies -- TLS_REQCERT demand unless /etc/ldap/ldap.conf says
+  // otherwise: the certificate is checked.  Written out either way.
+  out << "tls_check_peer = " << (flag("ldap_tls_check_peer", true) ? "true" : "false") << "\n";
   const std::string timeout = get("ldap_timeout", "5");
   long seconds = 0;
   for (char c : timeout) {

@@ -126,10 +126,13 @@ AuthResult BackendChain::check_password(const AuthRequest& request, CredentialCa
           case backend::Verdict::Ok:
             if (cache != nullptr) cache->store(scope, pw, true);
             return decided(Outcome::Ok, b->name(), v.reason, user);
-          case backend::Verdict::Fail:
+          case backend::Verdict::Fail: {
             if (cache != nullptr) cache->store(scope, pw, false);
-            return decided(Outcome::Fail, b->name(), v.reason.empty() ? "wrong password" : v.reason,
-                           user);
+            AuthResult no = decided(Outcome::Fail, b->name(),
+                                    v.reason.empty() ? "wrong password" : v.reason, user);
+            no.costed = v.costed;
+            return no;
+          }
           case backend::Verdict::TempFail:
             return temp_failure(request, user, cache, b->name(), v.reason);
           case backend::Verdict::Unknown: continue;

@@ -215,13 +215,6 @@ class Tool {
       std::exit(kUsage);
     }
     const auto* info = mailauth::backend::find_type(spec->type);
-    if (info != nullptr && !info->keeps_accounts) {
-      std::cerr << args_.program() << ": backend '" << spec->name << "' (" << spec->type
-                << ") is not writable"
-                << (info->accounts_hint != nullptr ? std::string(": ") + info->accounts_hint : "")
-                << "\n";
-      std::exit(kUsage);
-    }
     if (create_missing_file && info != nullptr && info->create_empty_store != nullptr) {
       try {
         if (const std::string note = info->create_empty_store(*spec); !note.empty())
@@ -237,9 +230,16 @@ class Tool {
       std::cerr << args_.program() << ": " << e.what() << "\n";
       std::exit(kUnavailable);
     }
+    // Named with --backend: whether it can be used is the built instance's
+    // answer (ldap is no default store, but serves passwd/show/verify).
     store_ = backend_->accounts();
     if (store_ == nullptr) {
-      std::cerr << args_.program() << ": backend '" << spec->name << "' is not writable\n";
+      std::cerr << args_.program() << ": backend '" << spec->name << "' (" << spec->type
+                << ") is not writable"
+                << (info != nullptr && info->accounts_hint != nullptr
+                        ? std::string(": ") + info->accounts_hint
+                        : "")
+                << "\n";
       std::exit(kUsage);
     }
   }

@@ -5,6 +5,7 @@ the Dovecot socket.
 One slapd (with TLS: a CA made here) is bootstrapped per class and reused;
 tests that stop it start it again.  The failover test bootstraps a second.
 """
+import base64
 import os
 import shutil
 import subprocess
@@ -12,7 +13,8 @@ import tempfile
 import threading
 import time
 
-from harness import DaemonTestCase, MAILAUTHD, mkpasswd, mux_exchange, mux_frame, mux_reply_text
+from harness import (DaemonTestCase, DovecotConnection, MAILAUTHD, mkpasswd, mux_exchange,
+                     mux_frame, mux_reply_text)
 import slapd
 from slapd import SEARCH_DN, SEARCH_PW, SERVICE_DN, SERVICE_PW, SUFFIX, Slapd
 
@@ -71,18 +73,18 @@ uris = [{", ".join(f'"{u}"' for u in uris)}]
     def pwdfile(self):
         return f'\n[[backend]]\ntype = "pwdfile"\npath = "{self.passwd}"\n'
 
-    def config(self, backends, dovecot=None, mux_extra=""):
+    def config(self, backends, dovecot=None, mux_extra="", policy='enabled = false',
+               cache='ttl = "0s"\nnegative_ttl = "0s"'):
         text = f"""
 [daemon]
 workers = 4
 log = "stderr"
 
 [cache]
-ttl = "0s"
-negative_ttl = "0s"
+{cache}
 
 [policy]
-enabled = false
+{policy}
 
 [saslauthd]
 socket = "{self.sock}"
@@ -162,20 +164,53 @@ class LdapTest(LdapTestBase):
         # An empty password is never an (anonymous) bind that succeeds.
         r = mux_exchange(self.sock, mux_frame("alice@example.com", "", "smtp", ""))
         self.assertTrue((mux_reply_text(r) or "").startswith("NO"), r)
-        # Password policy: the server's reasons are logged.
+        # Password policy: the server's reasons are logged.  Without slapd's
+        # ppolicy module these cases would pass for nothing: fail instead.
+        self.assertTrue(slapd.have_module("ppolicy"),
+                        f"slapd's ppolicy module is missing from {slapd.MODULE_PATH} (slapd package)")
         self.assert_no("lock@example.org", "lock-pw")
-        if slapd.have_module("ppolicy"):
-            self.assert_no("old@example.org", "old-pw")
+        self.assert_no("old@example.org", "old-pw")
         log = d.log()
         self.assertIn('user=carol@example.com service=smtp realm= rip= backend=ldap '
                       'reason="account disabled (enabled_filter)"', log)
         self.assertIn("result=ok proto=mux user=zed@example.com service=smtp realm= rip= "
                       "backend=pwdfile", log)
-        if slapd.have_module("ppolicy"):
-            self.assertIn('reason="password policy: account locked"', log)
-            self.assertIn('reason="password policy: password expired"', log)
+        self.assertIn('reason="password policy: account locked"', log)
+        self.assertIn('reason="password policy: password expired"', log)
         self.assertNotIn("result=tempfail", log)
         self.assert_no_secrets(log)
+
+    def test_bind_mode_a_disabled_account_costs_a_bind_like_any_other(self):
+        """A disabled account in bind mode must not answer faster than a wrong
+        password (it would tell who is disabled, and flooding its name would
+        fill the authenticator's samples of real check times with fast
+        values, so unknown users would be answered fast too): the bind with
+        the given password is made all the same, and its result ignored."""
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                    f'enabled_filter = "{ENABLED}"\nauth = "bind"\n'),
+                       args=["--debug"])
+
+        def timed(user, pw):
+            t0 = time.monotonic()
+            reply = mux_reply_text(mux_exchange(self.sock, mux_frame(user, pw, "smtp", "")))
+            elapsed = time.monotonic() - t0
+            self.assertTrue((reply or "").startswith("NO"), (user, reply))
+            return elapsed
+
+        disabled, wrong = [], []
+        for i in range(15):
+            disabled.append(timed("carol@example.com", "carol-pw" if i % 2 else f"wrong-{i}"))
+            wrong.append(timed("alice@example.com", f"wrong-{i}"))
+        disabled.sort()
+        wrong.sort()
+        # Loose, for a noisy 2-core machine: the same path within a factor 3.
+        self.assertGreaterEqual(disabled[7], wrong[7] / 3, (disabled, wrong))
+        # Deterministic: the bind was made for the disabled account.
+        log = d.log()
+        self.assertEqual(log.count("ldap ldap: user carol@example.com is disabled (enabled_filter): "
+                                   "bound with the password all the same, result ignored"), 15, log)
+        self.assertEqual(log.count('user=carol@example.com service=smtp realm= rip= backend=ldap '
+                                   'reason="account disabled (enabled_filter)"'), 15, log)
 
     def test_lookup_mode_schemes_cram_md5_and_scram(self):
         d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(&(objectClass=posixAccount)(mail=%u))"\n'
@@ -185,8 +220,9 @@ class LdapTest(LdapTestBase):
                      "grace@example.com", "dave@example.org"):
             self.assert_ok(user, self.tree.users[user])
             self.assert_no(user, "wrong")
-        if self.tree.argon2:
-            self.assert_ok("frank@example.com", "frank-pw")  # {ARGON2} by slapd's module
+        self.assertTrue(self.tree.argon2, "slapd's argon2 module is missing (slappasswd -o "
+                        "module-load=argon2 failed): the {ARGON2} case cannot run")
+        self.assert_ok("frank@example.com", "frank-pw")  # {ARGON2} by slapd's module
         self.assert_no("carol@example.com", "carol-pw")
         self.assert_ok("zed@example.com", "zed-pw")
         self.assert_no("nopw@example.org", "")
@@ -203,6 +239,32 @@ class LdapTest(LdapTestBase):
                       'reason="account disabled (enabled_filter)"', log)
         self.assertNotIn("result=tempfail", log)
         self.assert_no_secrets(log)
+
+    def test_empty_password_and_entry_without_password_over_dovecot_plain(self):
+        """PLAIN can carry an empty password: bind mode never binds with it
+        (anonymous), lookup mode has nothing to check for an entry without
+        userPassword.  Both are NO, with the reason in the log."""
+        for auth, user, reason in (("bind", "alice@example.com", "wrong password"),
+                                   ("lookup", "nopw@example.org", "no userPassword")):
+            with self.subTest(auth=auth):
+                d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                            f'auth = "{auth}"\n'), dovecot=("PLAIN",))
+                conn = DovecotConnection(self.dsock)
+                conn.handshake()
+                for i, pw in enumerate(("", "something"), 1):
+                    resp = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+                    conn.send(f"AUTH\t{i}\tPLAIN\tservice=smtp\tresp={resp}\n")
+                    self.assertTrue(conn.line().startswith(f"FAIL\t{i}"), pw)
+                conn.close()
+                log = d.log()
+                # The empty one is refused before any backend is asked.
+                self.assertIn(f'user={user} service=smtp realm= rip= backend=- '
+                              f'reason="empty password"', log)
+                self.assertIn(f'user={user} service=smtp realm= rip= backend=ldap '
+                              f'reason="{reason}"', log)
+                self.assertNotIn("result=ok", log)
+                d.stop()
+                self.daemons.remove(d)
 
     def test_lookup_mode_without_read_access_is_a_config_problem(self):
         d = self.start(f"""
@@ -231,13 +293,56 @@ auth = "lookup"
 
     # --- hostile names -----------------------------------------------------------
 
+    def test_one_account_one_name_for_the_brute_force_policy(self):
+        """slapd's caseIgnoreMatch (RFC 4518) finds alice under Unicode case
+        and compatibility forms (U+FF41, U+1D41A), with control characters
+        dropped and other spaces: normalize = "lower" must not let those
+        spellings in under a per-user counter of their own.  A name with a
+        byte outside printable ASCII is nobody's here; the ASCII case and
+        space variants are alice, and share her counter."""
+        policy = ('enabled = true\npenalty = "100ms"\nmax_penalty = "5s"\n'
+                  'max_user_penalty = "3s"\nwindow = "15m"')
+        d = self.start(self.backend(f'base = "ou=example.com,{SUFFIX}"\nfilter = "(uid=%u)"\n'),
+                       args=["--debug"], dovecot=("PLAIN",), policy=policy)
+        conn = DovecotConnection(self.dsock)
+        conn.handshake()
+        rid = [0]
+
+        def auth(user, password, rip):
+            rid[0] += 1
+            resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+            conn.send(f"AUTH\t{rid[0]}\tPLAIN\tservice=smtp\trip={rip}\tresp={resp}\n")
+            return conn.line()
+
+        for i in range(3):  # alice's counter: 3 failures, from 3 addresses
+            self.assertTrue(auth("alice", f"wrong-{i}", f"198.51.100.{i + 1}").startswith("FAIL"))
+        # Spellings slapd takes for alice, outside printable ASCII: never OK,
+        # and not a counter of their own that starts clean.
+        for n, name in enumerate(["\uff41lice", "\U0001d41alice", "alice\u00a0", "\u017fam",
+                                  "ali\u200bce", "al\x01ice"]):
+            reply = auth(name, "alice-pw", f"198.51.100.{20 + n}")
+            self.assertTrue(reply.startswith("FAIL"), (name, reply))
+        # ASCII case and space variants are alice: her counter (3 failures:
+        # 100ms × 2^2), her name in the answer.
+        for n, name in enumerate(["ALICE", "  Alice ", "alice\t", "\talice  "]):
+            rip = f"198.51.100.{40 + n}"
+            reply = auth(name, "wrong", rip)
+            self.assertEqual(reply, f"FAIL\t{rid[0]}\tuser=alice", repr(name))
+            self.assertIn(f"auth: penalty rip={rip} ", d.log(), repr(name))
+        conn.close()
+        log = d.log()
+        self.assertNotIn("result=ok", log)
+        for n in range(6):
+            self.assertIn(f'rip=198.51.100.{20 + n} backend=- reason="unknown user"', log)
+
     def test_injection_names_never_widen_a_search_or_build_another_dn(self):
         names = ["*", "*)(uid=*", "alice@example.com)(|(mail=*", "*@example.com", "\\",
                  "\\2a", "alice@example.com,ou=x", "uid=alice,ou=example.com," + SUFFIX,
                  "alice,ou=example.com@example.com", "alice+cn=x@example.com",
                  "#alice@example.com"]
-        # (" alice@example.com" is alice: LDAP matching ignores surrounding
-        # spaces, and normalize = "lower" trims them into the one name.)
+        # (" alice@example.com" and "alice@example.com\n" are alice: LDAP
+        # matching maps tab/CR/LF to space and ignores surrounding spaces,
+        # and normalize = "lower" trims them into the one name.)
         for keys in (f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\nauth = "bind"\n',
                      f'base = "{SUFFIX}"\nfilter = "(&(uid=%n)(mail=%u))"\nauth = "lookup"\n',
                      f'dn_template = "uid=%n,ou=%d,{SUFFIX}"\n'):
@@ -250,7 +355,7 @@ auth = "lookup"
                         self.assertIn(r.returncode, (1,), f"{name!r} {pw}: {r.stdout} {r.stderr}")
                 # NUL and control bytes over the raw protocol.
                 for name in (b"ali\x00ce@example.com", b"\x00alice@example.com",
-                             b"*\x00)(uid=*", b"alice@example.com\n"):
+                             b"*\x00)(uid=*"):
                     reply = mux_reply_text(mux_exchange(self.sock, mux_frame(name, b"alice-pw", b"smtp", b"")))
                     self.assertTrue(reply is not None and reply.startswith("NO"), (name, reply))
                 log = d.log()
@@ -268,6 +373,37 @@ auth = "lookup"
         self.assertEqual(log.count("is ambiguous"), 1, log)  # once per user
         self.assertIn('reason="ambiguous: more than one entry matches the filter for this user"', log)
         self.assertNotIn("result=ok proto=mux user=sam", log)
+
+    def test_a_name_that_makes_no_valid_dn_is_unknown_not_an_outage(self):
+        """With dn_template and enabled_filter the base search of the built DN
+        is the first thing asked: a name that is no valid DN (invalid UTF-8:
+        invalidDNSyntax) or a DN under nothing (noSuchObject) is nobody's --
+        a NO, never a temporary failure or a "directory unavailable"."""
+        d = self.start(self.backend(f'dn_template = "uid=%n,ou=%d,{SUFFIX}"\n'
+                                    f'enabled_filter = "{ENABLED}"\nnormalize = "none"\n'))
+        for name in (b"\xff@example.com", b"alice@ex\xffample.com", b"al\xc3ice@example.com",
+                     b"nobody@nowhere.example"):
+            reply = mux_reply_text(mux_exchange(self.sock, mux_frame(name, b"alice-pw", b"smtp", b"")))
+            self.assertTrue(reply is not None and reply.startswith("NO"), (name, reply))
+        self.assert_ok("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertNotIn("directory unavailable", log)
+        self.assertNotIn("result=tempfail", log)
+
+    def test_a_missing_search_base_is_a_temporary_failure_not_unknown_users(self):
+        """base names an entry that is not there (a typo, a renamed OU, an ACL
+        that hides it): every search says noSuchObject.  That is not "user
+        unknown" -- the chain would go on to an older store that still has
+        alice's old password."""
+        old = self.write("old-passwd", "alice@example.com:" + mkpasswd("alice-old-pw") + "\n")
+        d = self.start(self.backend(f'base = "ou=gone,{SUFFIX}"\nfilter = "(mail=%u)"\n')
+                       + f'\n[[backend]]\ntype = "pwdfile"\npath = "{old}"\n')
+        self.assert_tempfail("alice@example.com", "alice-old-pw")
+        self.assert_tempfail("alice@example.com", "alice-pw")
+        log = d.log()
+        self.assertNotIn("result=ok", log)
+        self.assertIn("search base", log)
+        self.assertEqual(log.count("directory unavailable"), 1, log)
 
     # --- outages -------------------------------------------------------------------
 
@@ -364,6 +500,24 @@ auth = "lookup"
             self.assertEqual(r.returncode, 1, keys)
             self.assertIn(message, r.stderr, keys)
             self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend")
+
+    def test_tls_files_without_tls_are_refused_and_clear_text_binds_warned(self):
+        """tls_ca/tls_cert/tls_key on ldap:// without starttls would be
+        ignored: the admin who wrote them believes the passwords travel
+        encrypted.  Refused, naming the key; a non-loopback ldap:// without
+        StartTLS in bind mode (passwords in clear text) is warned about."""
+        conf = self.config(self.backend(f'tls_ca = "{self.tls["ca"]}"\n'
+                                        f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.check_config(conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"check\.conf:\d+: key 'backend\[\d\]\.tls_ca'")
+        self.assertIn("starttls", r.stderr)
+        # ldap:// to a loopback address: no warning; to another host: one.
+        ok = self.check_config(self.config(self.backend(f'base = "{SUFFIX}"\n')))
+        self.assertNotIn("clear text", ok.stderr)
+        remote = self.check_config(self.config(self.backend(
+            f'base = "{SUFFIX}"\n', uris=["ldap://192.0.2.1:1"], timeout="100ms")))
+        self.assertIn("clear text", remote.stderr, remote.stderr)
 
     # --- failover and TLS ------------------------------------------------------------
 
@@ -535,34 +689,66 @@ class LdapUserToolTest(LdapTestBase):
         return subprocess.run([MAILAUTH_USER, "--config", conf, *args], input=input,
                               capture_output=True, text=True, timeout=60)
 
+    def ldap_tool(self, conf, *args, input=None):
+        """The directory named: it is never the default store."""
+        return self.user_tool(conf, "--backend", "ldap", *args, input=input)
+
+    def test_the_directory_is_not_the_default_store(self):
+        """[ldap, pwdfile]: `mailauth-user passwd carol` is about the file
+        mailauth-user manages, never a silent change of her directory
+        password; the directory is written only when named with --backend."""
+        conf = self.write("both.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n')
+                          + self.pwdfile())
+        before = self.ldap.search(SUFFIX, "(mail=carol@example.com)", "userPassword")
+        self.addCleanup(self.ldap.modify,
+                        f"dn: uid=carol,ou=example.com,{SUFFIX}\nchangetype: modify\n"
+                        f"replace: userPassword\nuserPassword: {slapd.ssha('carol-pw')}\n")
+        r = self.user_tool(conf, "passwd", "carol@example.com", "--password-stdin",
+                           input="carol file pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.ldap.search(SUFFIX, "(mail=carol@example.com)", "userPassword"), before)
+        r = self.user_tool(conf, "verify", "carol@example.com", "--password-stdin",
+                           input="carol file pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)  # the pwdfile's, now
+        # Only LDAP: no default store, and the message says how to use it.
+        only = self.write("only.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
+        r = self.user_tool(only, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--backend", r.stderr)
+        # add on the directory, named: refused, pointing at --backend.
+        r = self.user_tool(conf, "--backend", "ldap", "add", "new@example.com", "--random")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("managed with its own tools", r.stderr)
+        self.assertIn("--backend", r.stderr)
+
     def test_passwd_show_verify_and_refusals(self):
         for auth in ("bind", "lookup"):
             with self.subTest(auth=auth):
                 conf = self.write("user.conf", self.backend(
                     f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\nauth = "{auth}"\n'
                     f'enabled_filter = "{ENABLED}"\n'))
-                r = self.user_tool(conf, "show", "alice@example.com")
+                r = self.ldap_tool(conf, "show", "alice@example.com")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn(f"dn: uid=alice,ou=example.com,{SUFFIX}", r.stdout)
                 self.assertIn("matched: filter (mail=alice@example.com), enabled_filter", r.stdout)
-                r = self.user_tool(conf, "show", "carol@example.com")
+                r = self.ldap_tool(conf, "show", "carol@example.com")
                 self.assertIn("disabled", r.stdout)
-                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                r = self.ldap_tool(conf, "verify", "alice@example.com", "--password-stdin",
                                    input="alice-pw\n")
                 self.assertEqual(r.returncode, 0, r.stderr)
-                r = self.user_tool(conf, "verify", "alice@example.com", "--password-stdin",
+                r = self.ldap_tool(conf, "verify", "alice@example.com", "--password-stdin",
                                    input="wrong\n")
                 self.assertEqual(r.returncode, 1, r.stderr)
-                r = self.user_tool(conf, "show", "nobody@example.com")
+                r = self.ldap_tool(conf, "show", "nobody@example.com")
                 self.assertEqual(r.returncode, 1, r.stderr)
                 for args in (["add", "new@example.com", "--random"], ["del", "alice@example.com"],
                              ["disable", "alice@example.com"], ["list"]):
-                    r = self.user_tool(conf, *args)
+                    r = self.ldap_tool(conf, *args)
                     self.assertNotEqual(r.returncode, 0, args)
                     self.assertIn("managed with its own tools", r.stderr, args)
         # passwd: the directory hashes the new password (Password Modify).
         conf = self.write("user.conf", self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'))
-        r = self.user_tool(conf, "passwd", "dave@example.org", "--password-stdin",
+        r = self.ldap_tool(conf, "passwd", "dave@example.org", "--password-stdin",
                            input="new dave pw\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("new dave pw", r.stdout + r.stderr)
@@ -581,7 +767,7 @@ password = "{SEARCH_PW}"
 base = "{SUFFIX}"
 filter = "(mail=%u)"
 """)
-        r = self.user_tool(conf, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
+        r = self.ldap_tool(conf, "passwd", "alice@example.com", "--password-stdin", input="x1\n")
         self.assertNotEqual(r.returncode, 0, r.stderr)
         self.assertIn("Insufficient access", r.stderr)
         # Put dave back for the other tests of this class.

@@ -116,7 +116,7 @@ path = "{self.passwd}"
         r = subprocess.run([MAILAUTH_USER, "--config", pam_conf, "add", "x", "--random"],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("has no backend that keeps accounts (pwdfile, mysql, ldap); "
+        self.assertIn("has no backend that keeps accounts (pwdfile, mysql); "
                       "shadow: manage system accounts with passwd, useradd and usermod", r.stderr)
         # backend unavailable: 3
         os.chmod(self.tmp, 0o755)

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "backends/ldap/ldap_connection.h"
 #include "backends/ldap/ldap_template.h"
 #include "backends/ldap/saslauthd_conf.h"
 #include "src/config/config.h"
@@ -13,6 +14,18 @@ namespace mailauth::backend::ldap {
 namespace {
 
 using namespace std::string_literals;
+
+// A pooled connection idle past kMaxIdle is closed before use (a NAT box
+// may have dropped it silently), never handed to a login to time out on.
+TEST(LdapPool, IdleConnectionsAreTooOldAfterKMaxIdle) {
+  const auto now = Clock::now();
+  EXPECT_TRUE(fresh_enough(now, now));
+  EXPECT_TRUE(fresh_enough(now - std::chrono::seconds(29), now));
+  EXPECT_FALSE(fresh_enough(now - kMaxIdle - std::chrono::milliseconds(1), now));
+  EXPECT_FALSE(fresh_enough(now - std::chrono::minutes(10), now));
+  EXPECT_FALSE(fresh_enough(Clock::time_point{}, now));  // never stamped: not trusted
+  static_assert(kMaxIdle <= std::chrono::seconds(60), "below common NAT idle limits");
+}
 
 TEST(LdapEscape, FilterValueEscapesRfc4515Specials) {
   EXPECT_EQ(escape_filter_value("alice@example.com"), "alice@example.com");
@@ -166,6 +179,53 @@ TEST(LdapSaslauthdConf, RefusesWhatItCannotDoWithFileAndLine) {
   EXPECT_NE(message("ldap_search_base: o=x\nldap_auth_method: sasl\n").find("bind, fastbind or custom"), std::string::npos);
   EXPECT_NE(message("ldap_search_base: o=x\nno colon here\n").find(":2: expected"), std::string::npos);
   EXPECT_NE(message("ldap_filter: uid=%u\n").find("ldap_search_base"), std::string::npos);
+}
+
+// saslauthd without ldap_tls_check_peer does not set
+// LDAP_OPT_X_TLS_REQUIRE_CERT (lak.c: tls_check_peer = -1), so libldap's own
+// default applies: TLS_REQCERT demand, the certificate is checked.
+TEST(LdapSaslauthdConf, TlsCheckPeerDefaultsToCheckingAsLibldapDoes) {
+  auto t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(false), true);
+  t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\nldap_tls_check_peer: no\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(true), false);
+  t = backend_of(saslauthd_conf_to_toml(
+      "ldap_servers: ldaps://a.example\nldap_search_base: o=x\nldap_tls_check_peer: yes\n", "f"));
+  EXPECT_EQ(t["tls_check_peer"].value_or(false), true);
+}
+
+// Referral chasing and alias dereferencing change which entries a search
+// finds: only their defaults (off, never) are accepted.
+TEST(LdapSaslauthdConf, ReferralsAndDerefOnlyAtTheirDefaults) {
+  auto message = [](const std::string& text) {
+    try {
+      saslauthd_conf_to_toml(text, "/etc/saslauthd.conf");
+    } catch (const config::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(message("ldap_search_base: o=x\nldap_referrals: no\nldap_deref: never\n"), "(accepted)");
+  EXPECT_NE(message("ldap_search_base: o=x\nldap_referrals: yes\n")
+                .find("/etc/saslauthd.conf:2: key 'ldap_referrals'"), std::string::npos)
+      << message("ldap_search_base: o=x\nldap_referrals: yes\n");
+  for (const char* v : {"always", "search", "find", "bogus"})
+    EXPECT_NE(message(std::string("ldap_search_base: o=x\n\nldap_deref: ") + v + "\n")
+                  .find("/etc/saslauthd.conf:3: key 'ldap_deref'"), std::string::npos) << v;
+}
+
+// A TLS file with no TLS to use it for is refused, not silently ignored.
+TEST(LdapSaslauthdConf, TlsFilesWithoutTlsAreRefused) {
+  try {
+    saslauthd_conf_to_toml("ldap_servers: ldap://a.example\nldap_search_base: o=x\n"
+                           "ldap_tls_cacert_file: /etc/ssl/ca.pem\n", "/etc/saslauthd.conf");
+    ADD_FAILURE() << "accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/etc/saslauthd.conf:3: key 'ldap_tls_cacert_file'"),
+              std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
