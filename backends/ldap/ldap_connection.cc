@@ -295,7 +295,6 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
 bool Connection::bind_user(const std::string& dn, std::string_view password, BindResult* result,
                            LdapError* error) {
   *result = {};
-  static_assert(BindResult{}.code == LDAP_OTHER);
   if (dn.empty()) {
     result->code = LDAP_PARAM_ERROR;
     result->message = "no DN to bind as (an empty DN is an anonymous bind)";

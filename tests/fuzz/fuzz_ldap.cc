@@ -2,12 +2,12 @@
 //   - saslauthd.conf (what `mailauthd -a ldap -O FILE` reads): must never
 //     crash, and what it writes must be TOML with exactly one [[backend]]
 //     table whose type is "ldap" (no value escapes its quotes);
-//   - a user name put through the filter and DN templates: the escaped value
-//     never contains a byte that could end the assertion or the RDN
-//     ('(', ')', '*', '\' not followed by two hex digits, NUL; for DNs also
-//     ',', '+', ';', '"', '<', '>', '='), and libldap parses the DN built
-//     from "uid=%u,dc=example,dc=com", when it parses, into exactly three
-//     RDNs whose first value is the user name itself.
+//   - a user name put through the filter and DN templates: the escaped
+//     filter value never holds a raw '(', ')', '*' or NUL, nor a '\' not
+//     followed by two hex digits; the DN value never a raw ',', '+', ';',
+//     '"', '<', '>', '=' or NUL (parentheses are plain in a DN); and a DN
+//     built from "uid=%u,dc=example,dc=com" that libldap parses is exactly
+//     three RDNs whose first value is the user name itself.
 #include <ldap.h>
 
 #include <cctype>
@@ -77,7 +77,7 @@ void names(std::string_view user) {
   const std::string dn = dn_t.expand(v);
   if (dn.empty()) return;  // a name that cannot form a DN: unknown
   const std::string value = dn.substr(4, dn.size() - 4 - std::string(",dc=example,dc=com").size());
-  check_escaped(value, "(),+;\"<>=");
+  check_escaped(value, ",+;\"<>=");
   LDAPDN parsed = nullptr;
   // libldap may refuse a value that is not UTF-8 (so would the server: the
   // user is then unknown); a DN it does parse must be the one intended.

@@ -27,6 +27,12 @@ TEST(LdapPool, IdleConnectionsAreTooOldAfterKMaxIdle) {
   static_assert(kMaxIdle <= std::chrono::seconds(60), "below common NAT idle limits");
 }
 
+// A bind result nobody filled in must never read as success (0).
+TEST(LdapBind, AnUnfilledResultIsNotSuccess) {
+  EXPECT_EQ(BindResult{}.code, 0x50);  // LDAP_OTHER
+  EXPECT_NE(BindResult{}.code, 0);
+}
+
 TEST(LdapEscape, FilterValueEscapesRfc4515Specials) {
   EXPECT_EQ(escape_filter_value("alice@example.com"), "alice@example.com");
   EXPECT_EQ(escape_filter_value("*"), "\\2a");
