@@ -266,6 +266,35 @@ class LdapTest(LdapTestBase):
                 d.stop()
                 self.daemons.remove(d)
 
+    def test_a_changed_password_with_the_cache_on(self):
+        """cyrus-sasl #550: a kept connection went on accepting the old
+        password.  Changed with ldapmodify while mailauthd runs with its cache
+        on: in lookup mode the old password is refused at once (the cache
+        entry is bound to the stored value); in bind mode (verify-only, as
+        PAM) a cached success lives verify_only_ttl at most, never longer."""
+        dn = f"uid=bob,ou=example.com,{SUFFIX}"
+        set_pw = lambda pw: self.ldap.modify(f"dn: {dn}\nchangetype: modify\n"
+                                             f"replace: userPassword\nuserPassword: {slapd.ssha(pw)}\n")
+        self.addCleanup(set_pw, "bob pw 2")
+        for auth in ("lookup", "bind"):
+            with self.subTest(auth=auth):
+                set_pw("bob pw 2")
+                d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                            f'auth = "{auth}"\n'),
+                               cache='ttl = "600s"\nnegative_ttl = "600s"\nverify_only_ttl = "2s"')
+                for _ in range(3):
+                    self.assert_ok("bob@example.com", "bob pw 2")
+                set_pw("bob new 3")
+                if auth == "lookup":
+                    self.assert_no("bob@example.com", "bob pw 2")
+                else:
+                    time.sleep(2.2)
+                    self.assert_no("bob@example.com", "bob pw 2")
+                self.assert_ok("bob@example.com", "bob new 3")
+                self.assert_no("bob@example.com", "bob pw 2")
+                d.stop()
+                self.daemons.remove(d)
+
     def test_lookup_mode_without_read_access_is_a_config_problem(self):
         d = self.start(f"""
 [[backend]]
