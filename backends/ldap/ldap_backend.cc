@@ -326,20 +326,34 @@ void LdapBackend::warn_once(std::set<std::string, std::less<>>* seen, std::strin
 }
 
 template <typename Op>
-bool LdapBackend::with_service(Op&& op, ldap::LdapError* error) {
+bool LdapBackend::with_service(Op&& op, ldap::Deadline deadline, ldap::LdapError* error) {
   const auto start = Clock::now();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto lease = service_.acquire(error, attempt > 0);
+    auto lease = service_.acquire(deadline, error, attempt > 0);
     if (!lease) return false;
     if (op(*lease.operator->(), error)) return true;
     if (!error->connection_lost()) return false;
     lease.discard();
-    if (Clock::now() - start > kRetryWindow) return false;
+    if (Clock::now() - start > kRetryWindow || Clock::now() >= deadline) return false;
   }
   return false;
 }
 
-LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
+std::string LdapBackend::timed_out(std::string what, ldap::Deadline deadline,
+                                   const ldap::LdapError& error) const {
+  if (Clock::now() < deadline) return what + ": " + error.text();
+  const auto ms = settings_.connect.timeout.count();
+  std::string secs = std::to_string(ms / 1000);
+  if (ms % 1000 != 0) {
+    std::string frac = std::to_string(1000 + ms % 1000).substr(1);
+    while (frac.back() == '0') frac.pop_back();
+    secs += "." + frac;
+  }
+  return what + ": timed out after " + secs + "s (" + error.text() + ")";
+}
+
+LdapBackend::Found LdapBackend::find(const Query& query, bool want_password,
+                                     ldap::Deadline deadline) {
   Found f;
   const auto started = Clock::now();
   ldap::Values values = ldap::Values::for_user(query.user, query.realm);
@@ -352,7 +366,7 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
 
   auto fail = [&](const std::string& what) {
     f.status = backend::Status::TempFail;
-    f.reason = what + ": " + error.text();
+    f.reason = timed_out(what, deadline, error);
     // Our pool's connections all busy is load, not the directory gone.
     if (!error.pool_busy) note_failure(f.reason);
     return std::move(f);
@@ -377,15 +391,17 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
     bool exists = false, matches = false;
     if (!with_service(
             [&](ldap::Connection& c, ldap::LdapError* e) {
-              if (!c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, &entries, &more, e)) return false;
+              if (!c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, deadline, &entries, &more, e))
+                return false;
               matches = !entries.empty();
               if (matches) return exists = true;
-              if (!c.search(f.dn, LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, &entries, &more, e))
+              if (!c.search(f.dn, LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, deadline, &entries,
+                            &more, e))
                 return false;
               exists = !entries.empty();
               return true;
             },
-            &error)) {
+            deadline, &error)) {
       if (no_entry_at_dn()) {
         note_success(started);
         f.status = backend::Status::Unknown;
@@ -407,9 +423,10 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
   const std::string filter = settings_.filter.expand(values);
   if (!with_service(
           [&](ldap::Connection& c, ldap::LdapError* e) {
-            return c.search(settings_.base, settings_.scope, filter, attrs, 2, &entries, &more, e);
+            return c.search(settings_.base, settings_.scope, filter, attrs, 2, deadline, &entries,
+                            &more, e);
           },
-          &error)) {
+          deadline, &error)) {
     // The configured base is not there (renamed, a typo, hidden by an ACL):
     // every user would look unknown and the chain would fall through to an
     // older store.  A temporary failure, logged as the problem it is.
@@ -449,9 +466,9 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
     std::vector<ldap::Entry> check;
     if (!with_service(
             [&](ldap::Connection& c, ldap::LdapError* e) {
-              return c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, &check, &more, e);
+              return c.search(f.dn, LDAP_SCOPE_BASE, enabled, {}, 1, deadline, &check, &more, e);
             },
-            &error)) {
+            deadline, &error)) {
       if (no_entry_at_dn()) {  // deleted since the search found it
         f.status = backend::Status::Unknown;
         return f;
@@ -465,7 +482,7 @@ LdapBackend::Found LdapBackend::find(const Query& query, bool want_password) {
 }
 
 LookupResult LdapBackend::lookup(const Query& query) {
-  Found f = find(query, settings_.auth == Auth::Lookup);
+  Found f = find(query, settings_.auth == Auth::Lookup, deadline_from_now());
   LookupResult out;
   out.status = f.status;
   out.reason = f.reason;
@@ -493,7 +510,10 @@ LookupResult LdapBackend::lookup(const Query& query) {
 }
 
 VerifyResult LdapBackend::verify(const Query& query, std::string_view password) {
-  Found f = find(query, false);
+  // One deadline for the search and the user bind: `timeout` is the
+  // request's, not each step's.
+  const ldap::Deadline deadline = deadline_from_now();
+  Found f = find(query, false, deadline);
   if (f.status == backend::Status::Unknown) return {Verdict::Unknown, {}};
   if (f.status == backend::Status::TempFail) return {Verdict::TempFail, f.reason};
   // A simple bind with a DN and no password is an anonymous bind, which
@@ -512,14 +532,14 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
   ldap::BindResult r;
   bool answered = false;
   for (int attempt = 0; attempt < 2 && !answered; ++attempt) {
-    auto lease = users_.acquire(&error, attempt > 0);
+    auto lease = users_.acquire(deadline, &error, attempt > 0);
     if (!lease) break;
-    if (lease->bind_user(f.dn, password, &r, &error)) {
+    if (lease->bind_user(f.dn, password, deadline, &r, &error)) {
       answered = true;
       break;
     }
-    lease.discard();
-    if (Clock::now() - start > kRetryWindow) break;
+    if (!error.not_started) lease.discard();  // (not_started: untouched, as good as before)
+    if (Clock::now() - start > kRetryWindow || Clock::now() >= deadline) break;
   }
   if (f.disabled) {
     // Refused whatever the password -- but only after the same bind any
@@ -533,7 +553,7 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
     return {Verdict::Fail, "account disabled (enabled_filter)"};
   }
   if (!answered) {
-    const std::string reason = "bind: " + error.text();
+    const std::string reason = timed_out("bind", deadline, error);
     if (!error.pool_busy) note_failure(reason);
     return {Verdict::TempFail, reason};
   }
@@ -563,6 +583,9 @@ VerifyResult LdapBackend::verify(const Query& query, std::string_view password) 
                                  std::to_string(r.code) + ")"};
 }
 
+// Not a request: every URI is probed with its own `timeout` (probe_all), and
+// the base search has one more -- --check-config and the log at start and
+// reload say about each server, not only about the first ones in time.
 Backend::Health LdapBackend::health() {
   const auto errors = service_.probe_all();
   std::string all;
@@ -584,12 +607,13 @@ Backend::Health LdapBackend::health() {
     ldap::LdapError error;
     std::vector<ldap::Entry> entries;
     bool more = false;
+    const ldap::Deadline deadline = deadline_from_now();
     bool ok = with_service(
         [&](ldap::Connection& c, ldap::LdapError* e) {
-          return c.search(settings_.base, LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, &entries,
-                          &more, e);
+          return c.search(settings_.base, LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, deadline,
+                          &entries, &more, e);
         },
-        &error);
+        deadline, &error);
     if (!ok && error.code == LDAP_NO_SUCH_OBJECT)
       return {"base " + settings_.base + " does not exist (or bind_dn may not see it)"};
     if (!ok)
@@ -624,18 +648,21 @@ AccountStore::Result LdapBackend::list(std::string_view, std::vector<Account>*) 
 
 AccountStore::Result LdapBackend::set_password(std::string_view user, std::string_view plaintext) {
   const std::string name = canonical_user(user);
-  Found f = find(Query{name, "", "smtp", ""}, false);
+  // mailauth-user, not Postfix: the search and the Password Modify each
+  // get the whole timeout.
+  Found f = find(Query{name, "", "smtp", ""}, false, deadline_from_now());
   if (f.status == backend::Status::TempFail) return {AccountStore::Status::TempFail, f.reason};
   if (f.status == backend::Status::Unknown) return {AccountStore::Status::NotFound, "no such user"};
   if (settings_.connect.bind_dn.empty())
     return {AccountStore::Status::NotConfigured,
             "Password Modify needs bind_dn with the right to change userPassword"};
   ldap::LdapError error;
+  const ldap::Deadline deadline = deadline_from_now();
   if (!with_service(
           [&](ldap::Connection& c, ldap::LdapError* e) {
-            return c.modify_password(f.dn, plaintext, e);
+            return c.modify_password(f.dn, plaintext, deadline, e);
           },
-          &error)) {
+          deadline, &error)) {
     if (error.code == LDAP_INSUFFICIENT_ACCESS || error.code == LDAP_UNWILLING_TO_PERFORM ||
         error.code == LDAP_CONSTRAINT_VIOLATION)
       return {AccountStore::Status::Refused,

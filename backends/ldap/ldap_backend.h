@@ -8,7 +8,10 @@
 //   starttls = false              StartTLS on ldap:// URIs (required when set)
 //   tls_ca, tls_cert, tls_key     CA file; client certificate and key
 //   tls_check_peer = true         verify the server's certificate and name
-//   timeout = "5s"                connect and each operation, under Postfix's 10 s
+//   timeout = "5s"                per request: the answer (a temporary failure
+//                                 when the directory is slow) is due this long
+//                                 after lookup()/verify() started, whatever
+//                                 the steps and URIs; under Postfix's 10 s
 //   pool_size = 4                 service connections, and as many for user binds
 //   bind_dn, password | password_file   the service identity (none: anonymous)
 //   base (required), scope = "sub" | "one" | "base"
@@ -128,11 +131,17 @@ class LdapBackend final : public Backend, public AccountStore {
     std::string reason;
     std::string matched;    // for show: which searches matched
   };
-  Found find(const Query& query, bool want_password);
+  Found find(const Query& query, bool want_password, ldap::Deadline deadline);
   // Runs `op` on a service connection, once more on a fresh one when the
-  // connection turned out dead quickly.  False with `error` set.
+  // connection turned out dead quickly (and `deadline` has not passed).
+  // False with `error` set.
   template <typename Op>
-  bool with_service(Op&& op, ldap::LdapError* error);
+  bool with_service(Op&& op, ldap::Deadline deadline, ldap::LdapError* error);
+  // A request's deadline: `timeout` from now.
+  ldap::Deadline deadline_from_now() const { return ldap::Clock::now() + settings_.connect.timeout; }
+  // `reason`, saying the request timed out when `deadline` has passed.
+  std::string timed_out(std::string what, ldap::Deadline deadline,
+                        const ldap::LdapError& error) const;
   // The outage log: one line when it starts, one when it ends.  An answer
   // to an operation that started before the outage was noted (in flight
   // while the server went away) does not end it.

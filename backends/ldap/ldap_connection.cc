@@ -41,6 +41,15 @@ LdapError make_error(LDAP* ld, int code) {
   return e;
 }
 
+// The request's deadline passed before an operation was sent.
+LdapError deadline_passed() {
+  LdapError e;
+  e.code = LDAP_TIMEOUT;
+  e.message = ldap_err2string(LDAP_TIMEOUT);
+  e.not_started = true;
+  return e;
+}
+
 // Frees an LDAPMessage chain when it goes out of scope.
 struct MessageGuard {
   LDAPMessage* msg = nullptr;
@@ -50,6 +59,13 @@ struct MessageGuard {
 };
 
 }  // namespace
+
+std::chrono::milliseconds time_left(Deadline deadline, std::chrono::milliseconds cap) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  if (left < std::chrono::milliseconds(1)) return std::chrono::milliseconds(0);
+  return std::min(left, cap);
+}
 
 void library_init() {
   static std::once_flag once;
@@ -74,6 +90,7 @@ bool LdapError::unreachable() const {
 }
 
 bool LdapError::connection_lost() const {
+  if (not_started) return false;
   // libldap's own errors are negative: the session's state is unknown.
   return code < 0 || code == LDAP_UNAVAILABLE || code == LDAP_BUSY;
 }
@@ -164,7 +181,8 @@ bool HostSelector::succeeded(std::size_t host) {
 // --- Connection -------------------------------------------------------------------
 
 std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_t index,
-                                             bool service_bind, LdapError* error) {
+                                             bool service_bind, Deadline deadline,
+                                             LdapError* error) {
   library_init();
   const std::string& uri = o.uris.at(index);
   LDAP* ld = nullptr;
@@ -180,9 +198,8 @@ std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_
   int deref = LDAP_DEREF_NEVER;  // whatever /etc/ldap/ldap.conf's DEREF says
   ldap_set_option(ld, LDAP_OPT_DEREF, &deref);
   ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON);
-  timeval tv = to_timeval(o.timeout);
-  ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
-  ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+  // The server-side limit of a search: the whole timeout (what is left of
+  // the request is the client's wait, set per call).
   int limit = static_cast<int>(std::max<long long>(1, o.timeout.count() / 1000));
   ldap_set_option(ld, LDAP_OPT_TIMELIMIT, &limit);
   // Dead peers (a crashed host, a dropped NAT mapping) are noticed by TCP
@@ -210,25 +227,55 @@ std::unique_ptr<Connection> Connection::open(const ConnectOptions& o, std::size_
       return nullptr;
     }
   }
+  timeval tv{};
+  // The TCP connect (and for ldaps:// the TLS handshake).
+  if (!conn->arm(deadline, &tv, error)) return nullptr;  // not_started: nothing sent
+  // Each later step waits what is left; once nothing is, the server was
+  // too slow (not_started is false: it was asked and did not answer).
+  auto arm_again = [&] {
+    if (conn->arm(deadline, &tv, error)) return true;
+    error->not_started = false;
+    return false;
+  };
+  rc = ldap_connect(ld);
+  if (rc != LDAP_SUCCESS) {
+    *error = make_error(ld, rc);
+    return nullptr;
+  }
   if (o.starttls && !ldaps) {
-    rc = ldap_start_tls_s(ld, nullptr, nullptr);
-    if (rc != LDAP_SUCCESS) {
-      *error = make_error(ld, rc);
-      if (rc != LDAP_SERVER_DOWN && rc != LDAP_TIMEOUT)
+    // As ldap_start_tls_s, in two steps so that the extended operation's
+    // answer and the TLS handshake after it share what is left, instead of
+    // waiting that long each.
+    auto starttls_failed = [&](int code) {
+      *error = make_error(ld, code);
+      if (code != LDAP_SERVER_DOWN && code != LDAP_TIMEOUT)
         error->message = "StartTLS failed: " + error->message;
       return nullptr;
+    };
+    if (!arm_again()) return nullptr;
+    int msgid = -1;
+    rc = ldap_start_tls(ld, nullptr, nullptr, &msgid);
+    if (rc != LDAP_SUCCESS) return starttls_failed(rc);
+    LDAPMessage* res = nullptr;
+    rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res);
+    if (rc <= 0) {
+      if (res) ldap_msgfree(res);
+      return starttls_failed(rc == 0 ? LDAP_TIMEOUT : LDAP_SERVER_DOWN);
     }
-  } else {
-    rc = ldap_connect(ld);
-    if (rc != LDAP_SUCCESS) {
-      *error = make_error(ld, rc);
-      return nullptr;
-    }
+    int code = LDAP_OTHER;
+    rc = ldap_parse_result(ld, res, &code, nullptr, nullptr, nullptr, nullptr, 1);
+    if (rc != LDAP_SUCCESS) return starttls_failed(rc);
+    if (code != LDAP_SUCCESS) return starttls_failed(code);
+    if (!arm_again()) return nullptr;
+    rc = ldap_install_tls(ld);
+    if (rc != LDAP_SUCCESS) return starttls_failed(rc);
   }
   if (service_bind && !o.bind_dn.empty()) {
     berval cred{};
     cred.bv_val = const_cast<char*>(o.password.empty() ? "" : o.password.data());
     cred.bv_len = o.password.size();
+    // Synchronous: its wait is LDAP_OPT_TIMEOUT, which arm() sets.
+    if (!arm_again()) return nullptr;
     rc = ldap_sasl_bind_s(ld, o.bind_dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr,
                           nullptr);
     if (rc != LDAP_SUCCESS) {
@@ -245,9 +292,22 @@ Connection::~Connection() { ldap_unbind_ext(ld_, nullptr, nullptr); }
 
 LdapError Connection::error_of(int code) const { return make_error(ld_, code); }
 
+bool Connection::arm(Deadline deadline, timeval* tv, LdapError* error) const {
+  const auto left = time_left(deadline, timeout_);
+  if (left.count() == 0) {
+    *error = deadline_passed();
+    return false;
+  }
+  *tv = to_timeval(left);
+  ldap_set_option(ld_, LDAP_OPT_NETWORK_TIMEOUT, tv);
+  ldap_set_option(ld_, LDAP_OPT_TIMEOUT, tv);
+  return true;
+}
+
 bool Connection::search(const std::string& base, int scope, const std::string& filter,
                         const std::vector<std::string>& attributes, int size_limit,
-                        std::vector<Entry>* out, bool* more, LdapError* error) {
+                        Deadline deadline, std::vector<Entry>* out, bool* more,
+                        LdapError* error) {
   out->clear();
   *more = false;
   std::vector<char*> attrs;
@@ -255,7 +315,8 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   if (attributes.empty()) attrs.push_back(kNoAttributes);
   for (const auto& a : attributes) attrs.push_back(const_cast<char*>(a.c_str()));
   attrs.push_back(nullptr);
-  timeval tv = to_timeval(timeout_);
+  timeval tv{};
+  if (!arm(deadline, &tv, error)) return false;
   MessageGuard res;
   const int rc = ldap_search_ext_s(ld_, base.c_str(), scope, filter.c_str(), attrs.data(), 0,
                                    nullptr, nullptr, &tv, size_limit, &res.msg);
@@ -292,14 +353,16 @@ bool Connection::search(const std::string& base, int scope, const std::string& f
   return true;
 }
 
-bool Connection::bind_user(const std::string& dn, std::string_view password, BindResult* result,
-                           LdapError* error) {
+bool Connection::bind_user(const std::string& dn, std::string_view password, Deadline deadline,
+                           BindResult* result, LdapError* error) {
   *result = {};
   if (dn.empty()) {
     result->code = LDAP_PARAM_ERROR;
     result->message = "no DN to bind as (an empty DN is an anonymous bind)";
     return true;
   }
+  timeval tv{};
+  if (!arm(deadline, &tv, error)) return false;
   LDAPControl* request = nullptr;
   LDAPControl* sctrls[2] = {nullptr, nullptr};
   if (ldap_create_passwordpolicy_control(ld_, &request) == LDAP_SUCCESS && request) {
@@ -316,7 +379,10 @@ bool Connection::bind_user(const std::string& dn, std::string_view password, Bin
     *error = error_of(rc);
     return false;
   }
-  timeval tv = to_timeval(timeout_);
+  if (!arm(deadline, &tv, error)) {  // sending took what was left: the bind is out
+    error->not_started = false;
+    return false;
+  }
   MessageGuard res;
   rc = ldap_result(ld_, msgid, LDAP_MSG_ALL, &tv, &res.msg);
   if (rc <= 0) {
@@ -363,7 +429,9 @@ bool Connection::bind_user(const std::string& dn, std::string_view password, Bin
 }
 
 bool Connection::modify_password(const std::string& dn, std::string_view password,
-                                 LdapError* error) {
+                                 Deadline deadline, LdapError* error) {
+  timeval tv{};
+  if (!arm(deadline, &tv, error)) return false;  // ldap_passwd_s waits LDAP_OPT_TIMEOUT
   berval user{};
   user.bv_val = const_cast<char*>(dn.c_str());
   user.bv_len = dn.size();
@@ -421,12 +489,11 @@ void Pool::give_back(std::unique_ptr<Connection> conn, bool broken) {
   cv_.notify_one();
 }
 
-Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
+Pool::Lease Pool::acquire(Deadline deadline, LdapError* error, bool fresh) {
   std::unique_ptr<Connection> conn;
   std::vector<std::unique_ptr<Connection>> stale;  // closed below, outside the lock
   {
     std::unique_lock lock(mutex_);
-    const auto deadline = Clock::now() + options_.timeout;
     while (true) {
       if (!idle_.empty() && !fresh) {
         conn = std::move(idle_.back());
@@ -460,10 +527,17 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
   }
   stale.clear();  // unbind (a write to the socket) outside the lock
   if (conn) {
-    if (auto better = hosts_->claim_better(conn->server(), Clock::now())) {
+    // Moving back to a better server may take half of what is left: the
+    // request keeps time for its operation on the connection it has.
+    const auto now = Clock::now();
+    const Deadline half = now + (deadline - now) / 2;
+    std::optional<std::size_t> better;
+    if (time_left(half, options_.timeout).count() > 0)
+      better = hosts_->claim_better(conn->server(), now);
+    if (better) {
       LdapError e;
       const std::string& uri = options_.uris[*better];
-      if (auto c = Connection::open(options_, *better, service_bind_, &e)) {
+      if (auto c = Connection::open(options_, *better, service_bind_, half, &e)) {
         if (hosts_->succeeded(*better)) log::info(log_name_ + ": " + uri + " is reachable again");
         {
           std::lock_guard lock(mutex_);
@@ -473,14 +547,14 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
           }
         }
         conn = std::move(c);
-      } else if (hosts_->failed(*better, Clock::now())) {
+      } else if (!e.not_started && hosts_->failed(*better, Clock::now())) {
         log::warning(log_name_ + ": cannot connect to " + uri + ": " +
                      log::sanitize(e.text(), 1024));
       }
     }
     return Lease(this, std::move(conn));
   }
-  conn = connect(error);
+  conn = connect(deadline, error);
   if (!conn) {
     {
       std::lock_guard lock(mutex_);
@@ -492,7 +566,7 @@ Pool::Lease Pool::acquire(LdapError* error, bool fresh) {
   return Lease(this, std::move(conn));
 }
 
-std::unique_ptr<Connection> Pool::connect(LdapError* error) {
+std::unique_ptr<Connection> Pool::connect(Deadline deadline, LdapError* error) {
   const auto order = hosts_->plan(Clock::now());
   if (order.empty()) {
     std::lock_guard lock(mutex_);
@@ -507,7 +581,15 @@ std::unique_ptr<Connection> Pool::connect(LdapError* error) {
   for (std::size_t i : order) {
     LdapError e;
     const std::string& uri = options_.uris[i];
-    if (auto c = Connection::open(options_, i, service_bind_, &e)) {
+    // No further URI once the request's deadline has passed: its answer is
+    // due now (a temporary failure), and the URI is not to blame.
+    if (time_left(deadline, options_.timeout).count() == 0) {
+      e = deadline_passed();
+      errors += (errors.empty() ? "" : "; ") + uri + ": not tried (no time left)";
+      if (last.code == 0) last = e;
+      continue;
+    }
+    if (auto c = Connection::open(options_, i, service_bind_, deadline, &e)) {
       if (hosts_->succeeded(i)) log::info(log_name_ + ": " + uri + " is reachable again");
       std::lock_guard lock(mutex_);
       if (last_server_ != i) {
@@ -523,7 +605,7 @@ std::unique_ptr<Connection> Pool::connect(LdapError* error) {
     }
     // A server that answers but refuses our bind is up: failing over would
     // not help (the next one has the same directory), and it is not down.
-    if (e.unreachable() || e.code < 0) {
+    if (!e.not_started && (e.unreachable() || e.code < 0)) {
       if (hosts_->failed(i, Clock::now()))
         log::warning(log_name_ + ": cannot connect to " + uri + ": " +
                      log::sanitize(e.text(), 1024));
@@ -542,7 +624,7 @@ std::vector<std::optional<LdapError>> Pool::probe_all() {
   std::vector<std::optional<LdapError>> out;
   for (std::size_t i = 0; i < options_.uris.size(); ++i) {
     LdapError e;
-    auto c = Connection::open(options_, i, service_bind_, &e);
+    auto c = Connection::open(options_, i, service_bind_, Clock::now() + options_.timeout, &e);
     out.push_back(c ? std::nullopt : std::optional<LdapError>(e));
   }
   return out;

@@ -19,6 +19,12 @@
 // No BER is written here: every protocol element is libldap's.  No libldap
 // header leaks out of this file (LDAP is forward-declared).
 //
+// Time: every call takes the request's Deadline -- `timeout` from the
+// moment lookup()/verify() started -- and each libldap call waits at most
+// what is left of it (the TCP connect, StartTLS, the TLS handshake, the
+// service bind, the pool wait, the search, the user bind), so a slow server
+// cannot charge each step, or each URI, the whole timeout again.
+//
 // Threads: Pool and HostSelector are thread-safe.  A Connection is used by one
 // thread at a time (the one holding its Lease); libldap 2.5 is thread-safe
 // across handles.
@@ -37,10 +43,19 @@
 #include "src/util/secret.h"
 
 struct ldap;
+struct timeval;
 
 namespace mailauth::backend::ldap {
 
 using Clock = std::chrono::steady_clock;
+
+// When a request must have its answer: a temporary failure once it has
+// passed, never another step or another URI.
+using Deadline = Clock::time_point;
+
+// What is left until `deadline`, at most `cap`; zero once less than a
+// millisecond is left (libldap takes no shorter wait).
+std::chrono::milliseconds time_left(Deadline deadline, std::chrono::milliseconds cap);
 
 struct ConnectOptions {
   std::vector<std::string> uris;  // ldap://, ldaps:// or ldapi://, tried in order
@@ -49,7 +64,7 @@ struct ConnectOptions {
   std::string tls_cert;           // client certificate and key
   std::string tls_key;
   bool tls_check_peer = true;     // verify the server certificate and name
-  std::chrono::milliseconds timeout{5000};  // connect, and each operation
+  std::chrono::milliseconds timeout{5000};  // a request's deadline (and the bound of each step)
   std::string bind_dn;            // empty: anonymous
   Secret password;
 
@@ -66,6 +81,9 @@ struct LdapError {
   // Every pooled connection stayed busy (ours, not the server's): not an
   // outage -- the directory answers, there is just more load than pool_size.
   bool pool_busy = false;
+  // The deadline had passed before the operation was sent: the connection
+  // was not touched and is as good as before.
+  bool not_started = false;
   // The server could not be reached or could not serve now (down, timed out,
   // refused the connection, busy, unavailable) -- as opposed to refusing
   // our settings (service credentials, TLS, base).
@@ -131,10 +149,12 @@ class HostSelector {
 class Connection {
  public:
   // Connect to options.uris[index] (StartTLS when configured) and, when
-  // `service_bind`, bind as options.bind_dn (or stay anonymous without one).
-  // nullptr with `error` set.
+  // `service_bind`, bind as options.bind_dn (or stay anonymous without one),
+  // all before `deadline`.  nullptr with `error` set.  (ldaps://: the TCP
+  // connect and the TLS handshake are one libldap call, each bounded by
+  // what was left when it started.)
   static std::unique_ptr<Connection> open(const ConnectOptions& options, std::size_t index,
-                                          bool service_bind, LdapError* error);
+                                          bool service_bind, Deadline deadline, LdapError* error);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -146,7 +166,7 @@ class Connection {
   // `attributes` empty: no attributes ("1.1"), the DN only.  A base that
   // does not exist is an error (LDAP_NO_SUCH_OBJECT), not an empty result.
   bool search(const std::string& base, int scope, const std::string& filter,
-              const std::vector<std::string>& attributes, int size_limit,
+              const std::vector<std::string>& attributes, int size_limit, Deadline deadline,
               std::vector<Entry>* out, bool* more, LdapError* error);
 
   // A simple bind as `dn` with `password`, asking for the password policy
@@ -154,11 +174,12 @@ class Connection {
   // a refused bind is true with result->code set.  An empty `dn` is never
   // sent (a simple bind with no DN is anonymous and succeeds on some
   // servers): true with result->code = LDAP_PARAM_ERROR.
-  bool bind_user(const std::string& dn, std::string_view password, BindResult* result,
-                 LdapError* error);
+  bool bind_user(const std::string& dn, std::string_view password, Deadline deadline,
+                 BindResult* result, LdapError* error);
 
   // RFC 3062 Password Modify for `dn` as the connection's identity.
-  bool modify_password(const std::string& dn, std::string_view password, LdapError* error);
+  bool modify_password(const std::string& dn, std::string_view password, Deadline deadline,
+                       LdapError* error);
 
   Clock::time_point last_used{};  // when it was last given back (Pool: kMaxIdle)
 
@@ -166,6 +187,11 @@ class Connection {
   Connection(::ldap* ld, std::size_t server, std::chrono::milliseconds timeout)
       : ld_(ld), server_(server), timeout_(timeout) {}
   LdapError error_of(int code) const;
+  // Bounds libldap's own waits on this handle (LDAP_OPT_NETWORK_TIMEOUT for
+  // a connect or TLS handshake, LDAP_OPT_TIMEOUT for synchronous calls) by
+  // what is left of `deadline`, and fills `tv` with it.  False, with
+  // `error` set (not_started), when nothing is left.
+  bool arm(Deadline deadline, ::timeval* tv, LdapError* error) const;
 
   ::ldap* ld_;
   std::size_t server_;
@@ -213,18 +239,21 @@ class Pool {
     std::unique_ptr<Connection> conn_;
   };
 
-  // A connection, or an empty Lease with `error` set (no server reachable,
-  // the service bind refused, or every connection busy for longer than one
-  // operation may take).  `fresh`: a new connection, never an idle one (the
-  // retry after a connection turned out dead).
-  Lease acquire(LdapError* error, bool fresh = false);
+  // A connection, or an empty Lease with `error` set (no server reachable
+  // before `deadline`, the service bind refused, or every connection busy
+  // until `deadline`).  `fresh`: a new connection, never an idle one (the
+  // retry after a connection turned out dead).  No URI is tried once the
+  // deadline has passed.
+  Lease acquire(Deadline deadline, LdapError* error, bool fresh = false);
 
-  // For --check-config: connect (and bind) to every URI once, outside the
-  // pool.  One entry per URI: nullopt if it worked.
+  // For --check-config and health(): connect (and bind) to every URI once,
+  // outside the pool, each with its own `timeout` (a per-server bound: the
+  // probe says about every server, not just the first ones).  One entry per
+  // URI: nullopt if it worked.
   std::vector<std::optional<LdapError>> probe_all();
 
  private:
-  std::unique_ptr<Connection> connect(LdapError* error);
+  std::unique_ptr<Connection> connect(Deadline deadline, LdapError* error);
   void give_back(std::unique_ptr<Connection> conn, bool broken);
 
   const std::string log_name_;

@@ -487,6 +487,53 @@ auth = "lookup"
         self.wait_ok("alice@example.com", "alice-pw")
         self.assertIn("directory unavailable", d.log())
 
+    def test_timeout_is_one_deadline_per_request_not_per_server(self):
+        """`timeout` bounds the whole request: with two hung servers and no
+        idle connection, a login gets its temporary failure once `timeout`
+        has passed -- not `timeout` per URI (connect, service bind, search,
+        user bind each charged again), which with the default 5 s and two
+        URIs is Postfix's whole 10 s."""
+        second = Slapd(os.path.join(self.root, "b")).bootstrap(self.tree.ldif()).start()
+        self.ldap.pause()
+        second.pause()
+        try:
+            # Started while both hang: no connection is open to either.
+            d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n',
+                                        uris=[self.ldap.uri, second.uri], timeout="2s"))
+            d.wait_log("backend problem at start", timeout=20)
+            t0 = time.monotonic()
+            r = self.login("alice@example.com", "alice-pw")
+            elapsed = time.monotonic() - t0
+            print(f"two hung servers, timeout 2s: rc={r.returncode} after {elapsed:.2f}s")
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            self.assertLess(elapsed, 3.0, "timeout is per request, not per server")
+            d.wait_log("timed out after", timeout=5)
+        finally:
+            self.ldap.resume()
+            second.resume()
+            second.stop()
+        self.assertNotIn("alice-pw", d.log())
+
+    def test_a_slow_first_step_still_completes_within_the_deadline(self):
+        """The deadline is shared, not cut short: a server that hangs for
+        part of `timeout` and then answers still gives the right answer."""
+        d = self.start(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n'
+                                    'auth = "bind"\n', timeout="3s"))
+        self.ldap.pause()
+        timer = threading.Timer(1.0, self.ldap.resume)
+        timer.start()
+        try:
+            t0 = time.monotonic()
+            self.assert_ok("alice@example.com", "alice-pw")
+            elapsed = time.monotonic() - t0
+            self.assertGreater(elapsed, 0.8)
+            self.assertLess(elapsed, 3.0)
+            self.assert_no("alice@example.com", "wrong")
+        finally:
+            timer.cancel()
+            self.ldap.resume()
+        self.assertNotIn("directory unavailable", d.log())
+
     def test_wrong_service_password(self):
         self.write("ldap.secret", "not-the-password\n", 0o600)
         conf = self.config(self.backend(f'base = "{SUFFIX}"\nfilter = "(mail=%u)"\n') + self.pwdfile())

@@ -27,6 +27,33 @@ TEST(LdapPool, IdleConnectionsAreTooOldAfterKMaxIdle) {
   static_assert(kMaxIdle <= std::chrono::seconds(60), "below common NAT idle limits");
 }
 
+// `timeout` is a request's: each step waits what is left of its deadline,
+// never more than the timeout itself, and nothing once it has passed.
+TEST(LdapDeadline, TimeLeftIsCappedAndZeroOncePassed) {
+  using std::chrono::milliseconds;
+  const auto now = Clock::now();
+  EXPECT_EQ(time_left(now - milliseconds(1), milliseconds(5000)).count(), 0);
+  EXPECT_EQ(time_left(now + std::chrono::minutes(1), milliseconds(5000)), milliseconds(5000));
+  const auto left = time_left(now + milliseconds(2000), milliseconds(5000));
+  EXPECT_GT(left, milliseconds(1500));
+  EXPECT_LE(left, milliseconds(2000));
+}
+
+// Once the request's deadline has passed no URI is tried (the answer is
+// due now), and the URIs are not marked down for it.
+TEST(LdapDeadline, NoUriIsTriedOnceTheDeadlineHasPassed) {
+  ConnectOptions o;
+  o.uris = {"ldap://127.0.0.1:1", "ldap://127.0.0.1:2"};
+  HostSelector hosts(o.uris.size(), {});
+  Pool pool("ldap test", o, 2, true, &hosts);
+  LdapError error;
+  EXPECT_FALSE(pool.acquire(Clock::now() - std::chrono::milliseconds(1), &error));
+  EXPECT_TRUE(error.not_started);
+  EXPECT_FALSE(error.connection_lost());
+  EXPECT_NE(error.message.find("not tried"), std::string::npos) << error.message;
+  EXPECT_EQ(hosts.plan(Clock::now()), (std::vector<std::size_t>{0, 1}));  // none down
+}
+
 // A bind result nobody filled in must never read as success (0).
 TEST(LdapBind, AnUnfilledResultIsNotSuccess) {
   EXPECT_EQ(BindResult{}.code, 0x50);  // LDAP_OTHER
