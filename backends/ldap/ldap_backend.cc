@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "backends/common/password_file.h"
 #include "backends/ldap/saslauthd_conf.h"
 #include "src/util/log.h"
 
@@ -25,72 +26,6 @@ namespace {
 // quickly (an idle connection the server closed); one that took this long
 // was a timeout, and a retry would take the answer past Postfix's 10 s.
 constexpr auto kRetryWindow = std::chrono::seconds(1);
-
-std::string trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
-
-// password_file: read at start-up as root; a reload after the privilege drop
-// that may not read it any more keeps what was read from the same path.
-struct SecretFiles {
-  std::mutex mutex;
-  std::map<std::string, Secret, std::less<>> by_path;
-};
-SecretFiles& secret_files() {
-  static SecretFiles files;
-  return files;
-}
-
-int read_whole_file(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return errno;
-  char buf[4096];
-  int err = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out->append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) err = errno;
-    break;
-  }
-  wipe(buf, sizeof buf);
-  ::close(fd);
-  return err;
-}
-
-Secret read_password_file(const config::Section& s, const std::string& name,
-                          const std::string& path) {
-  if (path.empty()) s.fail("password_file", "must not be empty");
-  std::string text;
-  if (const int err = read_whole_file(path, &text); err != 0) {
-    wipe(text.data(), text.size());
-    if (err == EACCES || err == EPERM) {
-      auto& f = secret_files();
-      std::lock_guard lock(f.mutex);
-      if (auto it = f.by_path.find(path); it != f.by_path.end()) {
-        log::warning("ldap " + name + ": password_file " + path + " cannot be read now (" +
-                     std::strerror(err) + "); keeping the password read from it before");
-        return it->second.clone();
-      }
-    }
-    s.fail("password_file", "cannot read " + path + ": " + std::strerror(err));
-  }
-  std::string pw = trim(text);
-  wipe(text.data(), text.size());
-  if (pw.empty()) s.fail("password_file", path + " is empty");
-  Secret secret(pw);
-  wipe(pw.data(), pw.size());
-  auto& f = secret_files();
-  std::lock_guard lock(f.mutex);
-  f.by_path[path] = secret.clone();
-  return secret;
-}
 
 // normalize = "lower": the one name of every spelling a directory's
 // caseIgnoreMatch (RFC 4518 string preparation) takes for the same value --
@@ -216,7 +151,7 @@ std::unique_ptr<Backend> LdapBackend::create(const config::BackendSpec& spec) {
   if ((password || password_file) && st.connect.bind_dn.empty())
     s.fail(password ? "password" : "password_file", "needs bind_dn (the service identity)");
   if (password) st.connect.password = Secret(*password);
-  if (password_file) st.connect.password = read_password_file(s, spec.name, *password_file);
+  if (password_file) st.connect.password = read_password_file(s, *password_file, "ldap " + spec.name);
   if (!st.connect.bind_dn.empty() && st.connect.password.empty())
     s.fail("bind_dn",
            "needs password or password_file (a bind with a DN and no password is an anonymous "

@@ -30,6 +30,8 @@
 // across handles.
 #pragma once
 
+#include "backends/common/host_selector.h"
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -114,37 +116,8 @@ struct BindResult {
   int grace_left = -1;      // grace logins left after expiry, or -1
 };
 
-// Failover bookkeeping for the URIs of one backend (as the mysql backend's):
-// a URI that fails to connect is "down" for a backoff period (5 s, doubling
-// up to 60 s) during which the URIs after it are used; when every one is
-// down, each is still probed at most once per probe_interval, so a directory
-// that comes back is used again within about a second without a restart.
-// A connection on a later URI moves back to an earlier one when that is due.
-class HostSelector {
- public:
-  struct Policy {
-    Clock::duration first_backoff = std::chrono::seconds(5);
-    Clock::duration max_backoff = std::chrono::seconds(60);
-    Clock::duration probe_interval = std::chrono::seconds(1);
-  };
-  HostSelector(std::size_t hosts, Policy policy);
-
-  std::vector<std::size_t> plan(Clock::time_point now);
-  std::optional<std::size_t> claim_better(std::size_t current, Clock::time_point now);
-  bool failed(std::size_t host, Clock::time_point now);  // true: up -> down
-  bool succeeded(std::size_t host);                       // true: down -> up
-
- private:
-  struct Host {
-    bool down = false;
-    Clock::duration backoff{};
-    Clock::time_point retry_at{};
-    Clock::time_point last_probe{};
-  };
-  std::mutex mutex_;
-  const Policy policy_;
-  std::vector<Host> hosts_;
-};
+// Failover among the URIs: the same policy as mysql's hosts.
+using HostSelector = backend::HostSelector;
 
 class Connection {
  public:

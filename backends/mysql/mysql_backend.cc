@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 
+#include "backends/common/password_file.h"
 #include "mysql_schemas.h"
 #include "src/util/log.h"
 
@@ -97,54 +98,6 @@ std::vector<std::string> split_statements(std::string_view text) {
     if (sep == std::string_view::npos) return out;
     text.remove_prefix(sep + 3);
   }
-}
-
-// The whole file into *out: 0, or the errno of what failed.
-int read_whole_file(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return errno;
-  char buf[4096];
-  int err = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out->append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) err = errno;
-    break;
-  }
-  wipe(buf, sizeof buf);
-  ::close(fd);
-  return err;
-}
-
-// The passwords read from password_files in this process, by path: what a
-// reload falls back on when the daemon, no longer root, cannot read the file
-// again.  The latest successful read of a path wins.
-struct SecretFiles {
-  std::mutex mutex;
-  std::map<std::string, Secret, std::less<>> by_path;
-};
-
-SecretFiles& secret_files() {
-  static SecretFiles files;
-  return files;
-}
-
-void remember_secret(const std::string& path, const Secret& secret) {
-  auto& f = secret_files();
-  std::lock_guard lock(f.mutex);
-  f.by_path[path] = secret.clone();
-}
-
-std::optional<Secret> remembered_secret(const std::string& path) {
-  auto& f = secret_files();
-  std::lock_guard lock(f.mutex);
-  const auto it = f.by_path.find(path);
-  if (it == f.by_path.end()) return std::nullopt;
-  return it->second.clone();
 }
 
 std::string trim(std::string_view s) {
@@ -323,40 +276,10 @@ std::unique_ptr<Backend> MysqlBackend::create(const config::BackendSpec& spec) {
   if (password && password_file)
     s.fail("password_file", "set either password or password_file, not both");
   if (password) st.connect.password = Secret(*password);
-  if (password_file) {
-    if (password_file->empty()) s.fail("password_file", "must not be empty");
-    std::string text;
-    if (const int err = read_whole_file(*password_file, &text); err != 0) {
-      wipe(text.data(), text.size());
-      // mailauthd reads it as root at start-up; a reload (SIGHUP) runs after
-      // the privilege drop.  A file only root may read (0600 root) is then
-      // unreadable: keep what was read from the same path before.
-      std::optional<Secret> kept;
-      if (err == EACCES || err == EPERM) kept = remembered_secret(*password_file);
-      if (!kept)
-        s.fail("password_file",
-               "cannot read " + *password_file + ": " + std::strerror(err) +
-                   (err == EACCES || err == EPERM
-                        ? " (mailauthd reads it as root at start-up and keeps it; a file it "
-                          "has not read before must be readable by the daemon's user or group, "
-                          "e.g. root:mailauth 0640)"
-                        : ""));
-      log::warning("mysql " + spec.name + ": password_file " + *password_file +
-                   " cannot be read now (" + std::strerror(err) +
-                   "); keeping the password read from it before (a new password in it takes "
-                   "effect at restart, or make it readable by the daemon's user or group)");
-      st.connect.password = std::move(*kept);
-    } else {
-      std::string pw = trim(text);
-      wipe(text.data(), text.size());
-      if (pw.empty())
-        s.fail("password_file",
-               *password_file + " is empty (omit password_file for a user without a password)");
-      st.connect.password = Secret(pw);
-      remember_secret(*password_file, st.connect.password);
-      wipe(pw.data(), pw.size());
-    }
-  }
+  if (password_file)
+    st.connect.password =
+        read_password_file(s, *password_file, "mysql " + spec.name,
+                           " (omit password_file for a user without a password)");
 
   // How long we wait.
   st.connect.connect_timeout_s = whole_seconds(s, "connect_timeout", std::chrono::seconds(3));
