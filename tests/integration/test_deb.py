@@ -6,7 +6,9 @@ installs build-deb/mailauth_VERSION_ARCH.deb (MAILAUTH_DEB overrides the
 path) with dpkg -i, checks what it put in place (files, conffile, units,
 the mailauth user, /var/lib/mailauth, the unit enabled but nothing
 started), logs in through the installed programs and the installed user,
-then purges it and checks that the system is as before.  `make check` builds
+then purges it and checks that the system is as before, but for the
+mailauth user and group, which a purge leaves locked (README.Debian: files
+may still be theirs; a deleted uid could go to the next system user).  `make check` builds
 the package first (`make deb`); a missing package or a non-root run is a
 skip, which make check counts as a failure.  The package holds release
 binaries, so make check-asan leaves this module out (label "deb").
@@ -18,8 +20,8 @@ package would ship that is already on disk (make install writes
 fails the test before anything is changed.  A package left by an
 interrupted run of this test (MARKER present) is purged first.
 
-It adds and removes the system user mailauth, which other modules look at
-(test_packaging): ctest runs it alone (RUN_SERIAL)."""
+It adds the system user mailauth (and renames it for a while), which other
+modules look at (test_packaging): ctest runs it alone (RUN_SERIAL)."""
 import glob
 import grp
 import gzip
@@ -38,6 +40,7 @@ PACKAGE = "mailauth"
 CONF = "/etc/mailauth/mailauthd.conf"
 DATA = "/var/lib/mailauth"
 STATE_DIR = "/var/lib/mailauth-package"  # postinst's list of what it created
+RUNTIME = "/run/mailauth"  # the unit's RuntimeDirectory=, which purge removes
 UNITS = ("mailauthd.service", "mailauthd-mux.socket", "mailauthd-dovecot.socket")
 SHIPPED = ("/usr/sbin/mailauthd", "/usr/bin/mailauth-test", "/usr/bin/mailauth-user",
            "/usr/sbin/mailauth-migrate",
@@ -78,7 +81,7 @@ def package_status(name=PACKAGE):
     return r.stdout if r.returncode == 0 and r.stdout.strip() else None
 
 
-def dpkg(*args):
+def dpkg(*args, check=True):
     """dpkg, waiting while another dpkg or apt holds its lock."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     deadline = time.monotonic() + 300
@@ -88,7 +91,7 @@ def dpkg(*args):
         if r.returncode == 0 or not locked or time.monotonic() > deadline:
             break
         time.sleep(2)
-    if r.returncode != 0:
+    if check and r.returncode != 0:
         raise AssertionError(f"dpkg {' '.join(args)} exited with {r.returncode}:\n{r.stdout}{r.stderr}")
     return r
 
@@ -104,6 +107,11 @@ def account(name=PACKAGE):
     except KeyError:
         group = None
     return user, group
+
+
+def shadow_password(name=PACKAGE):
+    with open("/etc/shadow") as f:
+        return next(l.split(":")[1] for l in f if l.split(":")[0] == name)
 
 
 def supplementary_groups(name=PACKAGE):
@@ -203,16 +211,17 @@ class DebInstallTest(DaemonTestCase):
             "groups": supplementary_groups() if user else [],
             "dirs": {p for p in self.ships if p.endswith("/") and os.path.isdir(p)},
             DATA: os.path.lexists(DATA), STATE_DIR: os.path.lexists(STATE_DIR),
+            RUNTIME: os.path.lexists(RUNTIME),
             "/etc/mailauth": os.path.lexists("/etc/mailauth"),
             WANTS: os.path.lexists(WANTS),
         }
 
-    def install(self):
+    def install(self, check=True):
         with open(MARKER, "w") as f:
             f.write(f"{self.deb} installed by tests/integration/test_deb.py (pid {os.getpid()}); "
                     f"the test purges the package and removes this file\n")
         self.addCleanup(purge_leftover)
-        return dpkg("-i", self.deb)
+        return dpkg("-i", self.deb, check=check)
 
     def purge(self, listed=None):
         """Purge the package; returns the paths dpkg -L listed (or `listed`)."""
@@ -229,10 +238,21 @@ class DebInstallTest(DaemonTestCase):
         self.assertEqual(left, [], "left after dpkg --purge")
         for path in (DATA, STATE_DIR, "/etc/mailauth", WANTS):
             self.assertEqual(os.path.lexists(path), self.before[path], f"{path} after the purge")
+        self.assertFalse(os.path.lexists(RUNTIME), f"{RUNTIME} after the purge")
         user, group = account()
-        self.assertEqual((user, group), (self.before["user"], self.before["group"]),
-                         "the mailauth user and group are as before the install")
-        if user:
+        if self.before["user"] is None:
+            # postinst made them; purge keeps them (files may still be
+            # theirs, README.Debian), locked: no password, no login shell, no
+            # supplementary group.
+            self.assertIsNotNone(user, "purge keeps the mailauth user postinst created")
+            self.assertIsNotNone(group, "purge keeps the mailauth group postinst created")
+            self.assertLess(user.pw_uid, 1000)
+            self.assertEqual(user.pw_shell, "/usr/sbin/nologin")
+            self.assertTrue(shadow_password().startswith("!"), "the password is locked")
+            self.assertEqual(supplementary_groups(), [])
+        else:
+            self.assertEqual((user, group), (self.before["user"], self.before["group"]),
+                             "the mailauth user and group are as before the install")
             self.assertEqual(supplementary_groups(), self.before["groups"])
         for unit in UNITS:
             self.assertEqual(systemd_helper("debian-installed", unit), 1,
@@ -246,7 +266,8 @@ class DebInstallTest(DaemonTestCase):
             self.assertIn(path, listed)
             self.assertTrue(os.path.isfile(path), path)
         self.assertTrue([p for p in listed if p.startswith("/usr/share/doc/mailauth/README.Debian")])
-        for prog in ("/usr/sbin/mailauthd", "/usr/bin/mailauth-test", "/usr/bin/mailauth-user"):
+        for prog in ("/usr/sbin/mailauthd", "/usr/bin/mailauth-test", "/usr/bin/mailauth-user",
+                     "/usr/sbin/mailauth-migrate"):
             self.assertTrue(os.access(prog, os.X_OK), prog)
             r = run(prog, "--version")
             self.assertRegex(r.stdout, rf"^{os.path.basename(prog)} "
@@ -292,6 +313,15 @@ class DebInstallTest(DaemonTestCase):
         st = os.lstat(CONF)
         self.assertEqual((st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)),
                          (0, group.gr_gid, oct(0o640)), CONF)
+        # postinst's list of what it created, which purge trusts: root's alone.
+        for path in (STATE_DIR, os.path.join(STATE_DIR, "created")):
+            if os.path.lexists(path):
+                st = os.lstat(path)
+                self.assertEqual((st.st_uid, st.st_mode & 0o022), (0, 0),
+                                 f"{path}: root's, not writable by group or others")
+                r = run("setpriv", f"--reuid={user.pw_uid}", f"--regid={group.gr_gid}",
+                        "--init-groups", "test", "-w", path, check=False)
+                self.assertEqual(r.returncode, 1, f"mailauth may write {path}")
         # The daemon reads it again after dropping to mailauth (reload).
         r = run("setpriv", f"--reuid={user.pw_uid}", f"--regid={group.gr_gid}", "--init-groups",
                 "cat", CONF, check=False)
@@ -381,6 +411,12 @@ class DebInstallTest(DaemonTestCase):
         self.assertTrue(os.path.isfile(CONF))
         self.assertEqual(account(), user)
         self.assertTrue(os.path.isfile(os.path.join(DATA, "passwd")))
+        # What systemd leaves with RuntimeDirectoryPreserve=yes: purge removes it.
+        if not self.before[RUNTIME]:
+            os.mkdir(RUNTIME, 0o755)
+            os.chown(RUNTIME, user[0].pw_uid, user[1].gr_gid)
+            with open(os.path.join(RUNTIME, "control"), "w"):
+                pass
         self.assert_purged(self.purge(listed))
 
     def test_groups_follow_the_configuration(self):
@@ -433,6 +469,46 @@ class DebInstallTest(DaemonTestCase):
         if made_here:
             run("userdel", PACKAGE)
             self.assertEqual(account(), (None, None))
+
+
+    def test_a_login_account_named_mailauth_is_refused(self):
+        """An existing mailauth user with a login account's uid and shell is
+        not given the configuration and the users file: configure fails,
+        saying why, and changes nothing; purge leaves that user alone."""
+        saved = None
+        if self.before["user"] is not None or self.before["group"] is not None:
+            # Set the system user aside under another name (its uid and gid
+            # stay, and so does whatever it owns), and back afterwards.
+            saved = "mailauth-deb-test-saved"
+            if account(saved) != (None, None):
+                self.fail(f"{saved} exists: left by an interrupted run? Rename it back to {PACKAGE}.")
+            if self.before["user"] is not None:
+                run("usermod", "-l", saved, PACKAGE)
+                self.addCleanup(run, "usermod", "-l", PACKAGE, saved)
+            if self.before["group"] is not None:
+                run("groupmod", "-n", saved, PACKAGE)
+                self.addCleanup(run, "groupmod", "-n", PACKAGE, saved)
+        run("useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/bash",
+            "--user-group", PACKAGE)
+        self.addCleanup(run, "userdel", PACKAGE, check=False)
+        login = account()
+        self.assertGreaterEqual(login[0].pw_uid, 1000)
+        r = self.install(check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"the existing user {PACKAGE} (uid {login[0].pw_uid}) is not a system user",
+                      r.stderr)
+        self.assertEqual(package_status(), "iF ", "installed, configure failed")
+        self.assertEqual(account(), login)
+        self.assertEqual(supplementary_groups(), [])
+        self.assertNotEqual(os.stat(CONF).st_gid, login[1].gr_gid, f"{CONF} is not its group's")
+        self.assertEqual(os.path.lexists(DATA), self.before[DATA], DATA)
+        self.assertFalse(os.path.exists(os.path.join(STATE_DIR, "created")))
+        listed = self.purge()
+        self.assertIsNone(package_status())
+        self.assertEqual(account(), login, "purge leaves a user it did not create")
+        self.assertEqual([p for p in listed if p not in ("/.", "/") and os.path.lexists(p)
+                          and not (p + "/" in self.before["dirs"] and os.path.isdir(p))], [])
+        run("userdel", PACKAGE)
 
 
 if __name__ == "__main__":
