@@ -413,6 +413,7 @@ class DebInstallTest(DaemonTestCase):
         self.assertTrue(os.path.isfile(os.path.join(DATA, "passwd")))
         # What systemd leaves with RuntimeDirectoryPreserve=yes: purge removes it.
         if not self.before[RUNTIME]:
+            self.addCleanup(run, "rm", "-rf", RUNTIME)
             os.mkdir(RUNTIME, 0o755)
             os.chown(RUNTIME, user[0].pw_uid, user[1].gr_gid)
             with open(os.path.join(RUNTIME, "control"), "w"):
