@@ -472,43 +472,67 @@ class DebInstallTest(DaemonTestCase):
             self.assertEqual(account(), (None, None))
 
 
+    def set_aside_the_mailauth_account(self):
+        """Rename a mailauth user and group that exist (a system user left by
+        an earlier purge) for the rest of the test: their uid and gid stay,
+        and so does whatever they own."""
+        if self.before["user"] is None and self.before["group"] is None:
+            return
+        saved = "mailauth-deb-test-saved"
+        if account(saved) != (None, None):
+            self.fail(f"{saved} exists: left by an interrupted run? Rename it back to {PACKAGE}.")
+        if self.before["user"] is not None:
+            run("usermod", "-l", saved, PACKAGE)
+            self.addCleanup(run, "usermod", "-l", PACKAGE, saved)
+        if self.before["group"] is not None:
+            run("groupmod", "-n", saved, PACKAGE)
+            self.addCleanup(run, "groupmod", "-n", PACKAGE, saved)
+
+    def assert_refused(self, message, account_before):
+        """dpkg -i fails in configure with postinst's `message`, having
+        changed nothing; purge leaves the account alone."""
+        r = self.install(check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(message, r.stderr)
+        self.assertIn("refusing to give it", r.stderr)
+        self.assertEqual(package_status(), "iF ", "installed, configure failed")
+        self.assertEqual(account(), account_before)
+        self.assertEqual(os.stat(CONF).st_gid, 0, f"{CONF} is not given to the group")
+        self.assertEqual(os.path.lexists(DATA), self.before[DATA], DATA)
+        self.assertFalse(os.path.exists(os.path.join(STATE_DIR, "created")))
+        listed = self.purge()
+        self.assertIsNone(package_status())
+        self.assertEqual(account(), account_before, "purge leaves an account it did not create")
+        self.assertEqual([p for p in listed if p not in ("/.", "/") and os.path.lexists(p)
+                          and not (p + "/" in self.before["dirs"] and os.path.isdir(p))], [])
+
+    def test_a_mailauth_group_with_other_members_is_refused(self):
+        """A system user mailauth whose group has another member: that member
+        would read the configuration too, so configure fails."""
+        self.set_aside_the_mailauth_account()
+        run("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+            "--shell", "/usr/sbin/nologin", "--user-group", PACKAGE)
+        self.addCleanup(run, "userdel", PACKAGE, check=False)
+        other = "mailauth-deb-test-other"
+        run("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+            "--groups", PACKAGE, other)
+        self.addCleanup(run, "userdel", other, check=False)
+        self.assert_refused(f"the existing group {PACKAGE} has other members: {other}", account())
+        run("userdel", other)
+        run("userdel", PACKAGE)
+
     def test_a_login_account_named_mailauth_is_refused(self):
         """An existing mailauth user with a login account's uid and shell is
         not given the configuration and the users file: configure fails,
         saying why, and changes nothing; purge leaves that user alone."""
-        saved = None
-        if self.before["user"] is not None or self.before["group"] is not None:
-            # Set the system user aside under another name (its uid and gid
-            # stay, and so does whatever it owns), and back afterwards.
-            saved = "mailauth-deb-test-saved"
-            if account(saved) != (None, None):
-                self.fail(f"{saved} exists: left by an interrupted run? Rename it back to {PACKAGE}.")
-            if self.before["user"] is not None:
-                run("usermod", "-l", saved, PACKAGE)
-                self.addCleanup(run, "usermod", "-l", PACKAGE, saved)
-            if self.before["group"] is not None:
-                run("groupmod", "-n", saved, PACKAGE)
-                self.addCleanup(run, "groupmod", "-n", PACKAGE, saved)
+        self.set_aside_the_mailauth_account()
         run("useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/bash",
             "--user-group", PACKAGE)
         self.addCleanup(run, "userdel", PACKAGE, check=False)
         login = account()
         self.assertGreaterEqual(login[0].pw_uid, 1000)
-        r = self.install(check=False)
-        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn(f"the existing user {PACKAGE} (uid {login[0].pw_uid}) is not a system user",
-                      r.stderr)
-        self.assertEqual(package_status(), "iF ", "installed, configure failed")
-        self.assertEqual(account(), login)
-        self.assertEqual(supplementary_groups(), [])
-        self.assertNotEqual(os.stat(CONF).st_gid, login[1].gr_gid, f"{CONF} is not its group's")
-        self.assertEqual(os.path.lexists(DATA), self.before[DATA], DATA)
-        self.assertFalse(os.path.exists(os.path.join(STATE_DIR, "created")))
-        listed = self.purge()
-        self.assertIsNone(package_status())
-        self.assertEqual(account(), login, "purge leaves a user it did not create")
-        self.assertEqual([p for p in listed if p not in ("/.", "/") and os.path.lexists(p)
-                          and not (p + "/" in self.before["dirs"] and os.path.isdir(p))], [])
+        self.assert_refused(f"the existing user {PACKAGE} (uid {login[0].pw_uid}) is not a "
+                            f"system user", login)
         run("userdel", PACKAGE)
 
 
