@@ -116,7 +116,9 @@ Exit status:
   1  compare: at least one difference
   2  usage error
   3  nothing migrated (no source found, output not written) / compare could
-     not run (configuration invalid, logins file unreadable)
+     not run (configuration invalid, logins file unreadable) or was
+     inconclusive: no difference, but a temporary failure or an error on
+     either side (or a logins line refused) left some logins not compared
   4  partial migration: the configuration was written, but the report lists
      settings that were NOT CARRIED
 )";
@@ -344,6 +346,23 @@ std::string random_password() {
   return out;
 }
 
+// Control bytes, backslashes and bytes above 0x7e as \xNN: a user name
+// from the logins file or an answer never drives the terminal.
+std::string printable(const std::string& s) {
+  static const char* const hex = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char ch : s) {
+    if (ch < 0x20 || ch >= 0x7f || ch == '\\') {
+      out += "\\x";
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 int run_compare(const Options& o) {
   mailauth::log::init(mailauth::log::Target::Stderr, mailauth::log::Level::Error, "mailauth-migrate");
   mailauth::config::Config cfg;
@@ -363,15 +382,24 @@ int run_compare(const Options& o) {
     return kFailed;
   }
   mailauth::cli::DovecotClient dovecot(std::chrono::seconds(15));
-  int compared = 0, differences = 0, lineno = 0;
+  int compared = 0, differences = 0, inconclusive = 0, lineno = 0;
   std::string line;
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
     const std::size_t colon = line.find(':');
-    const std::string user = line.substr(0, colon);
     const bool given = colon != std::string::npos;
+    if (!given && line.find_first_of(" \t") != std::string::npos) {
+      // "alice secret" may be a password written the wrong way: never echo it.
+      std::fill(line.begin(), line.end(), '\0');
+      std::cout << "REFUSED   " << o.logins << ":" << lineno
+                << ": not USER:PASSWORD nor a single user name (line not shown)\n";
+      ++inconclusive;
+      continue;
+    }
+    const std::string user = line.substr(0, colon);
+    const std::string shown = printable(user);
     mailauth::Secret password(given ? line.substr(colon + 1) : random_password());
     std::fill(line.begin(), line.end(), '\0');
 
@@ -423,23 +451,34 @@ int run_compare(const Options& o) {
                                                                                   : "tempfail";
     ++compared;
     const std::string kind = given ? "given password" : "random wrong password";
-    if (old_answer != new_answer) {
+    const auto decided = [](const std::string& a) { return a == "ok" || a == "no"; };
+    if (!decided(old_answer) || !decided(new_answer)) {
+      // A temporary failure or an error says nothing about the password.
+      ++inconclusive;
+      std::cout << "INCONCLUSIVE " << o.logins << ":" << lineno << ": user=" << shown << " ("
+                << kind << "): old=" << printable(old_answer) << " new=" << new_answer
+                << " (new: backend=" << res.backend << " reason=" << printable(res.reason)
+                << ")\n";
+    } else if (old_answer != new_answer) {
       ++differences;
-      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << user << " (" << kind
+      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << shown << " (" << kind
                 << "): old=" << old_answer << " new=" << new_answer
                 << " (new: backend=" << res.backend << " reason=" << res.reason << ")\n";
     } else if (!given && new_answer == "ok") {
       ++differences;
-      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << user
+      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << shown
                 << " (random wrong password): both accepted it\n";
     } else {
-      std::cout << "same      " << o.logins << ":" << lineno << ": user=" << user << " (" << kind
+      std::cout << "same      " << o.logins << ":" << lineno << ": user=" << shown << " (" << kind
                 << "): " << new_answer << "\n";
     }
   }
   std::cout << "mailauth-migrate: compared " << compared << " logins: " << differences
-            << (differences == 1 ? " difference" : " differences") << "\n";
-  return differences == 0 ? kComplete : kDifferent;
+            << (differences == 1 ? " difference" : " differences");
+  if (inconclusive > 0) std::cout << ", " << inconclusive << " inconclusive (not compared)";
+  std::cout << "\n";
+  if (differences > 0) return kDifferent;
+  return inconclusive > 0 ? kFailed : kComplete;
 }
 
 }  // namespace
