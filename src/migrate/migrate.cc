@@ -47,11 +47,39 @@ std::string from(const std::string& file, int line) {
   return "from " + file + (line > 0 ? ":" + std::to_string(line) : std::string());
 }
 
-// A comment must stay on its line.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+// A comment must stay on its line and be valid TOML: control bytes become
+// blanks, invalid UTF-8 becomes '?'.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch < 0x80) {
+      out += (ch < 0x20 || ch == 0x7f) ? ' ' : static_cast<char>(ch);
+      ++i;
+      continue;
+    }
+    const std::size_t len = (ch & 0xe0) == 0xc0 ? 2 : (ch & 0xf0) == 0xe0 ? 3
+                            : (ch & 0xf8) == 0xf0 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size() && ch >= 0xc2 && ch <= 0xf4;
+    for (std::size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && len == 3) {  // no overlongs, no surrogates
+      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(ch == 0xe0 && c1 < 0xa0) && !(ch == 0xed && c1 >= 0xa0);
+    }
+    if (ok && len == 4) {
+      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(ch == 0xf0 && c1 < 0x90) && !(ch == 0xf4 && c1 >= 0x90);
+    }
+    if (ok && len >= 2) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+  return out;
 }
 
 std::string render(const std::vector<Table>& tables, const std::string& source) {

@@ -574,6 +574,15 @@ TEST(MigrateDovecot, SecretValuesAreNotPrinted) {
   EXPECT_TRUE(has_kind(r, Note::Kind::Unsupported, "auth_policy_server_api_header"));
 }
 
+TEST(MigrateDovecot, CommentsCarryNoControlBytesOrInvalidUtf8) {
+  Tree t;
+  t.files["/etc/dovecot/dovecot.conf"] = "!include conf.d/a\x01\x1b\xff.conf\n";
+  t.files["/etc/dovecot/conf.d/a\x01\x1b\xff.conf"] = "passdb {\n  driver = shadow\n}\n";
+  const Result r = migrate(t.sources(), dovecot_opts());
+  expect_loads(r);
+  EXPECT_EQ(r.config.find_first_of("\x01\x1b\xff"), std::string::npos) << r.config;
+}
+
 TEST(Migrate, TheFixtureTreesMigrate) {
   // The trees the integration test runs the old daemons on.
   const std::string base = std::string(MAILAUTH_TEST_DATA) + "/migrate/";
