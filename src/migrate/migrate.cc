@@ -470,8 +470,7 @@ void pam_mysql_backend(Ctx& c, const PamLine& l, const std::string& file) {
                                 : ": has no meaning for mailauthd"));
     } else {
       c.report.unsupported(file, l.line,
-                           "pam_mysql argument " + k + (v.empty() ? "" : "=" + v) +
-                               " is not carried over");
+                           "pam_mysql argument " + k + " is not carried over");  // value may be secret
     }
   }
   b.commented_out = !ok;
@@ -1553,7 +1552,9 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
                                "username_format=" + fmt +
                                    ": mailauthd looks the name up as given (%u)");
       } else if (w.find('=') != std::string::npos) {
-        c.report.unsupported(f, driver_line, "passwd-file argument " + w + " is not carried over");
+        c.report.unsupported(f, driver_line,
+                             "passwd-file argument " + w.substr(0, w.find('=')) +
+                                 " is not carried over");
       } else {
         path = w;
       }
@@ -1618,7 +1619,8 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
     std::string service = "dovecot";
     for (const auto& w : shell_words(args)) {
       if (w.find('=') != std::string::npos || w[0] == '*')
-        c.report.ignored(f, driver_line, "pam argument " + w + " is not carried over");
+        c.report.ignored(f, driver_line,
+                         "pam argument " + w.substr(0, w.find('=')) + " is not carried over");
       else
         service = w;
     }

@@ -356,7 +356,7 @@ std::vector<DovecotNode> parse_dovecot_conf(std::string_view text, const std::st
       const std::string directive = l.substr(0, sp);
       inc.include_try = directive == "!include_try";
       if (directive != "!include" && directive != "!include_try") {
-        if (problems) problems->push_back(Value{"unknown directive " + directive, n});
+        if (problems) problems->push_back(Value{"unknown '!' directive (line not shown)", n});
         continue;
       }
       inc.key = sp == std::string::npos ? "" : unquote(trim(std::string_view(l).substr(sp)));
