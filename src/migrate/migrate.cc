@@ -719,12 +719,20 @@ bool pam_auth_shape(const std::vector<std::pair<PamLine, std::string>>& auth, st
       *bad = d[j];
       return false;
     }
-    // Every decider it lands on or after must be a pam_permit.
-    for (std::size_t m = k + 1; m < d.size(); ++m)
+    // Every decider it jumps over must be a pam_permit, and a pam_permit must
+    // run after it lands (a jump is not a success: it only skips lines).
+    bool permit_after = false;
+    for (std::size_t m = k + 1; m < d.size(); ++m) {
       if (d[m] < land && mod(d[m]) != "pam_permit") {
         *bad = d[m];
         return false;
       }
+      if (d[m] >= land && mod(d[m]) == "pam_permit" && hard(d[m])) permit_after = true;
+    }
+    if (!permit_after) {
+      *bad = d[j];
+      return false;
+    }
   }
   if (k + 1 == d.size()) {  // nothing after the deny: a success returns... nothing ran
     *bad = deny;

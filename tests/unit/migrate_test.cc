@@ -453,6 +453,13 @@ TEST(MigrateControl, SuccessJumpThatLandsOnTheDenyIsNotEither) {
   expect_pam_fallback(migrate(t.sources(), Options{}));
 }
 
+TEST(MigrateControl, SuccessJumpPastThePermitIsNotProved) {
+  Tree t = saslauthd_tree(
+      "auth [success=2 default=ignore] pam_unix.so\nauth requisite pam_deny.so\n"
+      "auth required pam_permit.so\nauth optional pam_cap.so\n");
+  expect_pam_fallback(migrate(t.sources(), Options{}));
+}
+
 TEST(MigrateControl, QuietAuthLineFallsBack) {
   Tree t = saslauthd_tree("-auth required pam_unix.so\n");
   expect_pam_fallback(migrate(t.sources(), Options{}));
