@@ -5,6 +5,8 @@
 // file reads the files and talks to the sockets.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,7 +116,9 @@ Exit status:
   1  compare: at least one difference
   2  usage error
   3  nothing migrated (no source found, output not written) / compare could
-     not run (configuration invalid, logins file unreadable)
+     not run (configuration invalid, logins file unreadable) or was
+     inconclusive: no difference, but a temporary failure or an error on
+     either side (or a logins line refused) left some logins not compared
   4  partial migration: the configuration was written, but the report lists
      settings that were NOT CARRIED
 )";
@@ -130,13 +134,81 @@ struct Options {
   std::string old_socket, old_protocol = "mux", config, logins;
 };
 
-// A path on the migrated machine, under --root.  One that already lies under
-// the root (a tree whose paths were rewritten to where it is) is taken as it is.
-std::string join(const std::string& root, const std::string& path) {
-  if (root == "/" || root.empty()) return path;
+// Opens `path` (of the migrated machine) with every component -- "..",
+// absolute symlinks -- resolved inside `root`, as openat2(RESOLVE_IN_ROOT)
+// does; where the kernel lacks openat2, a file whose real path is not under
+// the root is refused.  -1 when it cannot be opened.
+int open_in_root(const std::string& root, const std::string& path, int flags) {
+  if (root.empty() || root == "/") return ::open(path.c_str(), flags | O_CLOEXEC);
   const std::string r = root.back() == '/' ? root.substr(0, root.size() - 1) : root;
-  if (path.rfind(r + "/", 0) == 0) return path;
-  return r + path;
+  std::string rel = path.rfind(r + "/", 0) == 0 ? path.substr(r.size()) : path;
+  while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  if (rel.empty()) rel = ".";
+  const int rootfd = ::open(r.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return -1;
+#ifdef SYS_openat2
+  struct open_how how {};
+  how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const long fd = ::syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
+  if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {
+    ::close(rootfd);
+    return static_cast<int>(fd);
+  }
+#endif
+  ::close(rootfd);
+  char* real_root = ::realpath(r.c_str(), nullptr);
+  char* real = ::realpath((r + "/" + rel).c_str(), nullptr);
+  const bool inside = real_root && real &&
+                      (std::string(real) == real_root ||
+                       std::string(real).rfind(std::string(real_root) + "/", 0) == 0);
+  const std::string target = real ? real : "";
+  std::free(real_root);
+  std::free(real);
+  if (!inside) {
+    errno = EXDEV;
+    return -1;
+  }
+  return ::open(target.c_str(), flags | O_CLOEXEC);
+}
+
+std::optional<std::string> read_under(const std::string& root, const std::string& path) {
+  const int fd = open_in_root(root, path, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > (16u << 20)) break;
+  }
+  ::close(fd);
+  return out;
+}
+
+std::vector<std::string> list_under(const std::string& root, const std::string& path) {
+  std::vector<std::string> out;
+  const int fd = open_in_root(root, path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return out;
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    return out;
+  }
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -150,18 +222,6 @@ std::optional<std::string> read_file(const std::string& path) {
   return s.str();
 }
 
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return out;
-  while (dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // Write through a temporary file in the same directory.
 bool write_file(const std::string& path, const std::string& text, mode_t mode, std::string* error) {
@@ -231,8 +291,9 @@ int run_migrate(const Options& o) {
     if (auto text = run_doveconf()) mo.doveconf = std::move(*text);
   }
   migrate::Sources src;
-  src.read = [&](const std::string& p) { return read_file(join(o.root, p)); };
-  src.list = [&](const std::string& p) { return list_dir(join(o.root, p)); };
+  // Every path stays inside --root: "..", and symlinks, resolve there.
+  src.read = [&](const std::string& p) { return read_under(o.root, p); };
+  src.list = [&](const std::string& p) { return list_under(o.root, p); };
   migrate::Result r = migrate::migrate(src, mo);
   std::ostream& rep = o.output.empty() ? std::cerr : std::cout;
   for (const auto& n : r.report.notes()) {
@@ -285,6 +346,23 @@ std::string random_password() {
   return out;
 }
 
+// Control bytes, backslashes and bytes above 0x7e as \xNN: a user name
+// from the logins file or an answer never drives the terminal.
+std::string printable(const std::string& s) {
+  static const char* const hex = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char ch : s) {
+    if (ch < 0x20 || ch >= 0x7f || ch == '\\') {
+      out += "\\x";
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 int run_compare(const Options& o) {
   mailauth::log::init(mailauth::log::Target::Stderr, mailauth::log::Level::Error, "mailauth-migrate");
   mailauth::config::Config cfg;
@@ -304,15 +382,24 @@ int run_compare(const Options& o) {
     return kFailed;
   }
   mailauth::cli::DovecotClient dovecot(std::chrono::seconds(15));
-  int compared = 0, differences = 0, lineno = 0;
+  int compared = 0, differences = 0, inconclusive = 0, lineno = 0;
   std::string line;
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
     const std::size_t colon = line.find(':');
-    const std::string user = line.substr(0, colon);
     const bool given = colon != std::string::npos;
+    if (!given && line.find_first_of(" \t") != std::string::npos) {
+      // "alice secret" may be a password written the wrong way: never echo it.
+      std::fill(line.begin(), line.end(), '\0');
+      std::cout << "REFUSED   " << o.logins << ":" << lineno
+                << ": not USER:PASSWORD nor a single user name (line not shown)\n";
+      ++inconclusive;
+      continue;
+    }
+    const std::string user = line.substr(0, colon);
+    const std::string shown = printable(user);
     mailauth::Secret password(given ? line.substr(colon + 1) : random_password());
     std::fill(line.begin(), line.end(), '\0');
 
@@ -364,23 +451,34 @@ int run_compare(const Options& o) {
                                                                                   : "tempfail";
     ++compared;
     const std::string kind = given ? "given password" : "random wrong password";
-    if (old_answer != new_answer) {
+    const auto decided = [](const std::string& a) { return a == "ok" || a == "no"; };
+    if (!decided(old_answer) || !decided(new_answer)) {
+      // A temporary failure or an error says nothing about the password.
+      ++inconclusive;
+      std::cout << "INCONCLUSIVE " << o.logins << ":" << lineno << ": user=" << shown << " ("
+                << kind << "): old=" << printable(old_answer) << " new=" << new_answer
+                << " (new: backend=" << res.backend << " reason=" << printable(res.reason)
+                << ")\n";
+    } else if (old_answer != new_answer) {
       ++differences;
-      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << user << " (" << kind
+      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << shown << " (" << kind
                 << "): old=" << old_answer << " new=" << new_answer
                 << " (new: backend=" << res.backend << " reason=" << res.reason << ")\n";
     } else if (!given && new_answer == "ok") {
       ++differences;
-      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << user
+      std::cout << "DIFFERENT " << o.logins << ":" << lineno << ": user=" << shown
                 << " (random wrong password): both accepted it\n";
     } else {
-      std::cout << "same      " << o.logins << ":" << lineno << ": user=" << user << " (" << kind
+      std::cout << "same      " << o.logins << ":" << lineno << ": user=" << shown << " (" << kind
                 << "): " << new_answer << "\n";
     }
   }
   std::cout << "mailauth-migrate: compared " << compared << " logins: " << differences
-            << (differences == 1 ? " difference" : " differences") << "\n";
-  return differences == 0 ? kComplete : kDifferent;
+            << (differences == 1 ? " difference" : " differences");
+  if (inconclusive > 0) std::cout << ", " << inconclusive << " inconclusive (not compared)";
+  std::cout << "\n";
+  if (differences > 0) return kDifferent;
+  return inconclusive > 0 ? kFailed : kComplete;
 }
 
 }  // namespace

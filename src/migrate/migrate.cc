@@ -47,11 +47,39 @@ std::string from(const std::string& file, int line) {
   return "from " + file + (line > 0 ? ":" + std::to_string(line) : std::string());
 }
 
-// A comment must stay on its line.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+// A comment must stay on its line and be valid TOML: control bytes become
+// blanks, invalid UTF-8 becomes '?'.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch < 0x80) {
+      out += (ch < 0x20 || ch == 0x7f) ? ' ' : static_cast<char>(ch);
+      ++i;
+      continue;
+    }
+    const std::size_t len = (ch & 0xe0) == 0xc0 ? 2 : (ch & 0xf0) == 0xe0 ? 3
+                            : (ch & 0xf8) == 0xf0 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size() && ch >= 0xc2 && ch <= 0xf4;
+    for (std::size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && len == 3) {  // no overlongs, no surrogates
+      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(ch == 0xe0 && c1 < 0xa0) && !(ch == 0xed && c1 >= 0xa0);
+    }
+    if (ok && len == 4) {
+      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(ch == 0xf0 && c1 < 0x90) && !(ch == 0xf4 && c1 >= 0x90);
+    }
+    if (ok && len >= 2) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+  return out;
 }
 
 std::string render(const std::vector<Table>& tables, const std::string& source) {
@@ -158,11 +186,36 @@ struct Ctx {
   bool needs_shadow = false;   // a shadow backend, run as mailauth with group shadow
   long long failure_delay_ms = -1;
 
+  // A NOT CARRIED item that may let the new configuration accept a login the
+  // old one refused: every backend is then written commented out.
+  bool widens = false;
+
+  // Paths from the migrated files are resolved lexically inside the machine's
+  // root ("/a/../../etc" is "/etc"), so "!include ../../x" or "@include ../x"
+  // never names a file outside --root; the program resolves symlinks under
+  // the root itself.
+  static std::string in_root(const std::string& path) {
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i <= path.size()) {
+      const std::size_t j = std::min(path.find('/', i), path.size());
+      const std::string part = path.substr(i, j - i);
+      if (part == "..") {
+        if (!parts.empty()) parts.pop_back();
+      } else if (!part.empty() && part != ".") {
+        parts.push_back(part);
+      }
+      i = j + 1;
+    }
+    std::string out;
+    for (const auto& p : parts) out += "/" + p;
+    return out.empty() ? "/" : out;
+  }
   std::optional<std::string> read(const std::string& path) const {
-    return src.read ? src.read(path) : std::nullopt;
+    return src.read ? src.read(in_root(path)) : std::nullopt;
   }
   std::vector<std::string> list(const std::string& dir) const {
-    return src.list ? src.list(dir) : std::vector<std::string>{};
+    return src.list ? src.list(in_root(dir)) : std::vector<std::string>{};
   }
   std::string secret_path(const std::string& stem) const {
     int n = 0;
@@ -183,6 +236,18 @@ struct Ctx {
                    what + " password -> " + path + " (root only, 0600; never printed)");
   }
 };
+
+// A NOT CARRIED item could let the translated backends accept a login the
+// old setup refused: write every backend commented out, so mailauthd refuses
+// to start ("no [[backend]]") until an administrator has decided.
+void disable_if_widened(Ctx& c) {
+  if (!c.widens) return;
+  for (auto& b : c.backends) b.commented_out = true;
+  c.report.unsupported("", 0,
+                       "a setting not carried over could let the new configuration accept "
+                       "logins the old one refused: every backend is written commented out; "
+                       "mailauthd will not start until you review them");
+}
 
 // --- MySQL connection settings ---------------------------------------------------
 
@@ -291,6 +356,10 @@ struct PamState {
   std::map<std::string, std::string> mysql_args;  // the auth line's, to compare the account line
   bool shadow_added = false;
   int account_modules = 0;  // account lines seen that check something
+  // The auth stack as PAM runs it, includes inlined: control flags are
+  // checked on the whole of it before any line is translated.
+  std::vector<std::pair<PamLine, std::string>> auth;
+  bool auth_shape_ok = true;
 };
 
 void pam_mysql_backend(Ctx& c, const PamLine& l, const std::string& file) {
@@ -401,8 +470,7 @@ void pam_mysql_backend(Ctx& c, const PamLine& l, const std::string& file) {
                                 : ": has no meaning for mailauthd"));
     } else {
       c.report.unsupported(file, l.line,
-                           "pam_mysql argument " + k + (v.empty() ? "" : "=" + v) +
-                               " is not carried over");
+                           "pam_mysql argument " + k + " is not carried over");  // value may be secret
     }
   }
   b.commented_out = !ok;
@@ -487,6 +555,11 @@ void translate_pam_line(Ctx& c, PamState& st, const PamLine& l, const std::strin
     translate_pam_file(c, st, "/etc/pam.d/" + l.module, depth + 1, "");
     return;
   }
+  if (l.control == "substack" && l.type == "auth") {
+    // A substack's done/die end the substack only: not the inlined stack.
+    st.auth.emplace_back(l, file);
+    return;
+  }
   if (l.control == "include" || l.control == "substack") {
     translate_pam_file(c, st, l.module.empty() || l.module[0] == '/' ? l.module
                                                                      : "/etc/pam.d/" + l.module,
@@ -507,9 +580,12 @@ void translate_pam_line(Ctx& c, PamState& st, const PamLine& l, const std::strin
                          "account pam_deny after the account checks: the stack's usual "
                          "closing line (Debian's common-account)");
       else
+      {
         c.report.unsupported(file, l.line,
                              "account pam_deny before any account check: nobody can log in "
                              "through this stack");
+        c.widens = true;
+      }
       return;
     }
     if (mod != "pam_permit") ++st.account_modules;
@@ -519,10 +595,12 @@ void translate_pam_line(Ctx& c, PamState& st, const PamLine& l, const std::strin
         c.report.carried(file, l.line,
                          "account pam_mysql: the same table and where=, checked by the "
                          "mysql backend's lookup");
-      else
+      else {
         c.report.unsupported(file, l.line,
                              "account pam_mysql with other arguments than the auth line: "
                              "not carried over");
+        c.widens = true;
+      }
     } else if (mod == "pam_unix") {
       c.report.carried(file, l.line,
                        "account pam_unix: the shadow backend refuses locked and expired "
@@ -543,6 +621,128 @@ void translate_pam_line(Ctx& c, PamState& st, const PamLine& l, const std::strin
     c.report.unsupported(file, l.line, "unknown PAM line type '" + l.type + "'");
     return;
   }
+  if (pam_module_name(l.module) == "pam_mysql") st.mysql_args = pam_args(l.args);  // the account line compares
+  st.auth.emplace_back(l, file);
+}
+
+bool pam_neutral(const std::string& mod) {
+  return mod == "pam_env" || mod == "pam_warn" || mod == "pam_echo" || mod == "pam_debug" ||
+         mod == "pam_mail" || mod == "pam_motd" || mod == "pam_lastlog" || mod == "pam_cap" ||
+         mod == "pam_gnome_keyring" || mod == "pam_systemd" || mod == "pam_faildelay";
+}
+
+// "[success=N default=ignore]" (in any order, nothing else): N, else -1.
+int success_jump(const std::string& control) {
+  if (control.size() < 2 || control.front() != '[' || control.back() != ']') return -1;
+  int jump = -1;
+  bool ignore = false;
+  for (const auto& w : shell_words(control.substr(1, control.size() - 2))) {
+    if (w == "default=ignore") {
+      ignore = true;
+    } else if (w.rfind("success=", 0) == 0) {
+      bool ok = false;
+      const long long n = parse_number(w.substr(8), &ok);
+      if (!ok || n < 1 || n > 64) return -1;
+      jump = static_cast<int>(n);
+    } else {
+      return -1;
+    }
+  }
+  return ignore ? jump : -1;
+}
+
+// Whether the auth stack provably means "any one of these password modules
+// accepts, else refuse" -- the only thing a chain of mailauthd backends can
+// say.  Shapes proved: `sufficient` modules closed by a `required`/
+// `requisite` pam_deny, by one `required`/`requisite` module, or by the end
+// of the stack; one `required`/`requisite` module; Debian's common-auth
+// (`[success=N default=ignore]` modules whose successes all jump over a
+// closing `requisite pam_deny` onto `pam_permit`).  pam_permit may follow
+// the closing line.  On failure *bad is the index of the first line not
+// understood.
+bool pam_auth_shape(const std::vector<std::pair<PamLine, std::string>>& auth, std::size_t* bad) {
+  auto mod = [&](std::size_t i) { return pam_module_name(auth[i].first.module); };
+  auto ctl = [&](std::size_t i) { return auth[i].first.control; };
+  auto hard = [&](std::size_t i) { return ctl(i) == "required" || ctl(i) == "requisite"; };
+  auto password = [&](std::size_t i) {
+    const std::string m = mod(i);
+    return !pam_neutral(m) && m != "pam_deny" && m != "pam_permit";
+  };
+  std::vector<std::size_t> d;  // the lines that decide
+  for (std::size_t i = 0; i < auth.size(); ++i) {
+    if (pam_neutral(mod(i))) continue;
+    if (auth[i].first.quiet) {  // "-auth": the line may or may not be there
+      *bad = i;
+      return false;
+    }
+    d.push_back(i);
+  }
+  // After the closing line: only pam_permit that cannot succeed alone.
+  auto only_permits_from = [&](std::size_t k) {
+    for (; k < d.size(); ++k)
+      if (mod(d[k]) != "pam_permit" ||
+          !(hard(d[k]) || ctl(d[k]) == "optional")) {
+        *bad = d[k];
+        return false;
+      }
+    return true;
+  };
+  std::size_t k = 0;
+  while (k < d.size() && ctl(d[k]) == "sufficient" && password(d[k])) ++k;
+  if (k == d.size()) {
+    if (k > 0) return true;
+    *bad = 0;
+    return false;
+  }
+  if (hard(d[k]) && (mod(d[k]) == "pam_deny" || password(d[k]))) {
+    if (k == 0 && mod(d[k]) == "pam_deny") {  // refuses everyone
+      *bad = d[k];
+      return false;
+    }
+    return only_permits_from(k + 1);
+  }
+  if (k > 0) {
+    *bad = d[k];
+    return false;
+  }
+  // Debian's common-auth.
+  while (k < d.size() && password(d[k]) && success_jump(ctl(d[k])) > 0) ++k;
+  if (k == 0 || k == d.size() || mod(d[k]) != "pam_deny" || !hard(d[k])) {
+    *bad = d[k < d.size() ? k : 0];
+    return false;
+  }
+  const std::size_t deny = d[k];
+  for (std::size_t j = 0; j < k; ++j) {
+    const std::size_t land = d[j] + 1 + static_cast<std::size_t>(success_jump(ctl(d[j])));
+    // It must land after the deny, on a line (a jump past the end is an error).
+    if (land <= deny || land >= auth.size()) {
+      *bad = d[j];
+      return false;
+    }
+    // Every decider it jumps over must be a pam_permit, and a pam_permit must
+    // run after it lands (a jump is not a success: it only skips lines).
+    bool permit_after = false;
+    for (std::size_t m = k + 1; m < d.size(); ++m) {
+      if (d[m] < land && mod(d[m]) != "pam_permit") {
+        *bad = d[m];
+        return false;
+      }
+      if (d[m] >= land && mod(d[m]) == "pam_permit" && hard(d[m])) permit_after = true;
+    }
+    if (!permit_after) {
+      *bad = d[j];
+      return false;
+    }
+  }
+  if (k + 1 == d.size()) {  // nothing after the deny: a success returns... nothing ran
+    *bad = deny;
+    return false;
+  }
+  return only_permits_from(k + 1);
+}
+
+void translate_pam_auth_line(Ctx& c, PamState& st, const PamLine& l, const std::string& file) {
+  const std::string mod = pam_module_name(l.module);
   if (mod == "pam_mysql") {
     st.mysql_args = pam_args(l.args);
     ++st.auth_modules;
@@ -554,8 +754,13 @@ void translate_pam_line(Ctx& c, PamState& st, const PamLine& l, const std::strin
     ++st.auth_modules;
     shadow_backend(c, st, l, file);
   } else if (mod == "pam_deny") {
-    c.report.ignored(file, l.line,
-                     "pam_deny: mailauthd refuses a user no backend knows, as the stack did");
+    if (st.auth_shape_ok)
+      c.report.carried(file, l.line,
+                       "pam_deny closes the stack: mailauthd refuses a login no backend "
+                       "accepts, as the stack did");
+    else
+      c.report.unsupported(file, l.line,
+                           "pam_deny here is part of a stack kept as a pam backend");
   } else if (mod == "pam_permit") {
     if (st.auth_modules == 0) {
       c.report.unsupported(file, l.line,
@@ -617,9 +822,23 @@ void translate_pam(Ctx& c, const std::string& service) {
   }
   PamState st;
   const std::size_t before = c.backends.size();
+  const std::size_t secrets_before = c.result.secrets.size();
   translate_pam_file(c, st, path, 0, "");
+  std::size_t bad = 0;
+  if (!st.auth.empty() && !pam_auth_shape(st.auth, &bad)) {
+    st.auth_shape_ok = false;
+    st.fallback = true;
+    const auto& [l, file] = st.auth[bad];
+    c.report.unsupported(file, l.line,
+                         "auth " + (l.quiet ? std::string("-") : std::string()) + l.control +
+                             " " + pam_module_name(l.module) +
+                             ": with these control flags the stack is not \"any one of its "
+                             "modules accepts\"; it is kept as a pam backend that runs it");
+  }
+  for (const auto& [l, file] : st.auth) translate_pam_auth_line(c, st, l, file);
   if (st.fallback) {
     c.backends.resize(before);
+    c.result.secrets.resize(secrets_before);  // no password for a backend not written
     Table b;
     b.header = "[backend]";
     b.comments.push_back("the PAM stack " + path +
@@ -930,6 +1149,7 @@ void migrate_saslauthd(Ctx& c) {
                      "-c -> [cache] (it keys on the stored credential: a changed password "
                      "never keeps working, unlike saslauthd's cache)");
   }
+  disable_if_widened(c);
   for (auto& b : c.backends) tables.push_back(std::move(b));
   c.result.source = "saslauthd";
   c.result.config = render(tables, "saslauthd instance '" + in.name + "' (" + in.file + ")");
@@ -1136,13 +1356,46 @@ std::string translate_query(const std::string& q, const std::string& wrap_scheme
   return sql + out.substr(fr);
 }
 
+// The columns of a SELECT: what comes before its first FROM.
+std::string select_list(const std::string& q) {
+  const std::string l = lower(q);
+  for (std::size_t at = l.find("from"); at != std::string::npos; at = l.find("from", at + 1)) {
+    const bool before = at == 0 || std::isspace(static_cast<unsigned char>(l[at - 1]));
+    const bool after = at + 4 >= l.size() || std::isspace(static_cast<unsigned char>(l[at + 4]));
+    if (before && after) return q.substr(0, at);
+  }
+  return q;
+}
+
+// Dovecot passdb extra fields that make it refuse a login mailauthd would
+// accept (from a query's columns, a passwd-file's extra fields or
+// override_fields/default_fields): the first one named in `text`, or "".
+std::string restricting_field(const std::string& text) {
+  static const char* const kFields[] = {"allow_nets", "allow_real_nets", "nologin",
+                                        "noauthenticate", "allow_ips"};
+  const std::string l = lower(text);
+  auto word = [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+  };
+  for (const char* f : kFields) {
+    const std::string k = f;
+    for (std::size_t at = l.find(k); at != std::string::npos; at = l.find(k, at + 1)) {
+      const bool before = at == 0 || !word(l[at - 1]);
+      const bool after = at + k.size() >= l.size() || !word(l[at + k.size()]);
+      if (before && after) return k;
+    }
+  }
+  return "";
+}
+
 bool crypt_family(const std::string& scheme) {
   static const std::set<std::string, std::less<>> k = {"CRYPT", "MD5-CRYPT", "SHA256-CRYPT",
                                                        "SHA512-CRYPT", "BLF-CRYPT", "DES-CRYPT"};
   return k.count(scheme) > 0;
 }
 
-void dovecot_sql_passdb(Ctx& c, const DovecotNode& passdb, const std::string& args) {
+void dovecot_sql_passdb(Ctx& c, const DovecotNode& passdb, const std::string& args,
+                        bool restricted) {
   const std::string path = trim(args);
   const auto text = c.read(path);
   if (!text) {
@@ -1218,6 +1471,12 @@ void dovecot_sql_passdb(Ctx& c, const DovecotNode& passdb, const std::string& ar
     if (sql.empty()) {
       c.report.unsupported(path, q->line, "password_query cannot be expressed: " + why);
       ok = false;
+    } else if (const std::string r = restricting_field(select_list(q->value)); !r.empty()) {
+      c.report.unsupported(path, q->line,
+                           "password_query returns " + r +
+                               ", which restricts logins; mailauthd has no such field: "
+                               "backend written commented out");
+      ok = false;
     } else {
       b.set("query", toml_quote(sql));
       c.report.carried(path, q->line,
@@ -1241,12 +1500,13 @@ void dovecot_sql_passdb(Ctx& c, const DovecotNode& passdb, const std::string& ar
     else
       c.report.unsupported(path, n.line, n.key + " is not carried over");
   }
-  b.commented_out = !ok;
+  b.commented_out = !ok || restricted;
   c.backends.push_back(std::move(b));
 }
 
 void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
   std::string driver, args;
+  bool restricted = false;  // override_fields/default_fields that refuse some logins
   int driver_line = passdb.line;
   for (const auto& n : passdb.children) {
     if (n.kind != DovecotNode::Kind::Setting) continue;
@@ -1257,16 +1517,31 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
       args = n.value;
     } else if (n.key == "deny" || n.key == "master" || n.key == "pass") {
       const std::string v = lower(n.value);
-      if (v == "yes" || v == "true")
+      if (v == "yes" || v == "true") {
         c.report.unsupported(n.file, n.line, n.key + " = yes: this passdb is not migrated");
-      if (v == "yes" || v == "true") return;
+        // Without its deny list the users it refused reach the other passdbs.
+        if (n.key == "deny") c.widens = true;
+        return;
+      }
     } else if (n.key == "result_success" || n.key == "result_failure" ||
-               n.key == "result_internalfail" || n.key == "skip") {
+               n.key == "result_internalfail" || n.key == "skip" ||
+               n.key == "username_filter") {
       c.report.unsupported(n.file, n.line,
-                           n.key + " = " + n.value + ": mailauthd's chain rule is fixed (the "
-                                                     "first backend that knows the user decides)");
+                           n.key + ": mailauthd's chain rule is fixed (the first backend that "
+                                   "knows the user decides)");
+      c.widens = true;
+    } else if (n.key == "override_fields" || n.key == "default_fields") {
+      const std::string r = restricting_field(n.value);
+      c.report.unsupported(n.file, n.line,
+                           "passdb " + n.key + " is not carried over" +
+                               (r.empty() ? "" : " (" + r + " restricts logins: backend "
+                                                 "written commented out)"));
+      if (!r.empty()) restricted = true;
+    } else if (n.key == "name") {
+      c.report.ignored(n.file, n.line, "passdb name: a label");
     } else {
       c.report.unsupported(n.file, n.line, "passdb " + n.key + " is not carried over");
+      c.widens = true;
     }
   }
   const std::string& f = passdb.file;
@@ -1285,7 +1560,9 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
                                "username_format=" + fmt +
                                    ": mailauthd looks the name up as given (%u)");
       } else if (w.find('=') != std::string::npos) {
-        c.report.unsupported(f, driver_line, "passwd-file argument " + w + " is not carried over");
+        c.report.unsupported(f, driver_line,
+                             "passwd-file argument " + w.substr(0, w.find('=')) +
+                                 " is not carried over");
       } else {
         path = w;
       }
@@ -1313,24 +1590,52 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
                            "scheme=" + scheme + ": unprefixed values of this scheme cannot be "
                            "read from a pwdfile (give them their {" + upper + "} prefix)");
     }
+    if (const auto users = c.read(path); !users) {
+      c.report.unsupported(f, driver_line,
+                           "passwd-file " + path + " cannot be read: its extra fields "
+                           "(allow_nets, nologin) cannot be checked; backend written "
+                           "commented out");
+      restricted = true;
+    } else {
+      int n = 0;
+      std::istringstream in(*users);
+      for (std::string line; std::getline(in, line);) {
+        ++n;
+        // user:password:uid:gid:gecos:home:shell:extra fields
+        std::size_t at = 0;
+        for (int colons = 0; colons < 7 && at != std::string::npos; ++colons)
+          at = line.find(':', at == 0 && colons == 0 ? 0 : at + 1);
+        if (at == std::string::npos) continue;
+        if (const std::string r = restricting_field(line.substr(at + 1)); !r.empty()) {
+          c.report.unsupported(path, n,
+                               "extra field " + r + " restricts this user's logins; "
+                               "mailauthd has no such field: backend written commented out");
+          restricted = true;
+          break;
+        }
+      }
+    }
+    b.commented_out = restricted;
     c.report.carried(f, driver_line,
                      "passdb passwd-file " + path + " (scheme=" + scheme +
                          ") -> pwdfile backend (mailauthd reads it as user mailauth: make it "
                          "readable by group mailauth)");
     c.backends.push_back(std::move(b));
   } else if (driver == "sql") {
-    dovecot_sql_passdb(c, passdb, args);
+    dovecot_sql_passdb(c, passdb, args, restricted);
   } else if (driver == "pam") {
     std::string service = "dovecot";
     for (const auto& w : shell_words(args)) {
       if (w.find('=') != std::string::npos || w[0] == '*')
-        c.report.ignored(f, driver_line, "pam argument " + w + " is not carried over");
+        c.report.ignored(f, driver_line,
+                         "pam argument " + w.substr(0, w.find('=')) + " is not carried over");
       else
         service = w;
     }
     Table b;
     b.header = "[backend]";
     b.comments.push_back("Dovecot passdb pam " + from(f, passdb.line));
+    b.commented_out = restricted;
     b.set("type", toml_quote("pam"));
     if (service != "%s" && service != "%{service}" && service != "%{protocol}")
       b.set("service", toml_quote(service));
@@ -1343,6 +1648,7 @@ void dovecot_passdb(Ctx& c, const DovecotNode& passdb) {
     Table b;
     b.header = "[backend]";
     b.comments.push_back("Dovecot passdb shadow " + from(f, passdb.line));
+    b.commented_out = restricted;
     b.set("type", toml_quote("shadow"));
     c.backends.push_back(std::move(b));
     c.needs_shadow = true;
@@ -1508,7 +1814,7 @@ void migrate_dovecot(Ctx& c) {
       if (kHarmless.count(k) && k != "auth_default_realm")
         c.report.ignored(n.file, n.line, k + ": no counterpart needed");
       else
-        c.report.unsupported(n.file, n.line, k + " = " + n.value + " is not carried over");
+        c.report.unsupported(n.file, n.line, k + " is not carried over");  // the value may be a secret
     } else if (k == "disable_plaintext_auth") {
       c.report.ignored(n.file, n.line,
                        "disable_plaintext_auth: Postfix decides when AUTH is offered "
@@ -1555,6 +1861,7 @@ void migrate_dovecot(Ctx& c) {
   tables.push_back(daemon_table(c, -1));
   tables.push_back(std::move(dov));
   if (have_cache) tables.push_back(std::move(cache));
+  disable_if_widened(c);
   for (auto& b : c.backends) tables.push_back(std::move(b));
   c.result.source = "dovecot";
   c.result.config = render(tables, "Dovecot (" + main_file + ")");

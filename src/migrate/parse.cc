@@ -317,8 +317,25 @@ std::vector<DovecotNode> parse_dovecot_conf(std::string_view text, const std::st
       v = v.substr(1, v.size() - 2);
     return v;
   };
+  // Dovecot's parser ends a line at a '#' that follows a blank outside
+  // quotes: "deny = yes # blocked" is "yes".
+  auto strip_comment = [](const std::string& l) {
+    char quote = 0;
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      const char ch = l[i];
+      if (quote) {
+        if (ch == '\\' && i + 1 < l.size()) ++i;
+        else if (ch == quote) quote = 0;
+      } else if (ch == '"' || ch == '\'') {
+        quote = ch;
+      } else if (ch == '#' && (i == 0 || l[i - 1] == ' ' || l[i - 1] == '\t')) {
+        return trim(std::string_view(l).substr(0, i));
+      }
+    }
+    return l;
+  };
   for (auto& [n, raw] : logical_lines(text)) {
-    std::string l = trim(raw);
+    std::string l = strip_comment(trim(raw));
     if (l.empty() || l[0] == '#') continue;
     if (l == "}") {
       if (stack.empty()) {
@@ -339,7 +356,7 @@ std::vector<DovecotNode> parse_dovecot_conf(std::string_view text, const std::st
       const std::string directive = l.substr(0, sp);
       inc.include_try = directive == "!include_try";
       if (directive != "!include" && directive != "!include_try") {
-        if (problems) problems->push_back(Value{"unknown directive " + directive, n});
+        if (problems) problems->push_back(Value{"unknown '!' directive (line not shown)", n});
         continue;
       }
       inc.key = sp == std::string::npos ? "" : unquote(trim(std::string_view(l).substr(sp)));
@@ -362,7 +379,8 @@ std::vector<DovecotNode> parse_dovecot_conf(std::string_view text, const std::st
       continue;
     }
     if (eq == std::string::npos) {
-      if (problems) problems->push_back(Value{"not a setting: " + l, n});
+      // The line itself is not echoed: under --root it may be any file's content.
+      if (problems) problems->push_back(Value{"line not understood (not a setting)", n});
       continue;
     }
     DovecotNode set;

@@ -414,6 +414,10 @@ service auth {
   }
 }
 """)
+        # The passwd-file is read to check its extra fields (allow_nets, nologin).
+        os.makedirs(os.path.join(self.tmp, "etc/dovecot"), exist_ok=True)
+        with open(os.path.join(self.tmp, "etc/dovecot/users"), "w") as f:
+            f.write("alice:{PLAIN}alice-pw\n")
         out = self.path("out.conf")
         r = subprocess.run([MIGRATE, "--root", self.tmp, "--from", "dovecot", "--doveconf", doveconf,
                             "--output", out], capture_output=True, text=True)
