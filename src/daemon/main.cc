@@ -13,7 +13,7 @@ constexpr const char* kHelp = R"(Usage: mailauthd [--config FILE] [--foreground]
 
 mailauthd checks mail users' passwords for Postfix (and anything else that
 speaks the saslauthd "mux" protocol or Dovecot's auth client protocol)
-against an ordered chain of backends: pwdfile, mysql, pam, shadow.  It
+against an ordered chain of backends: pwdfile, mysql, ldap, pam, shadow.  It
 serves UNIX sockets from one event loop and does the slow work (hash
 checks, file and database lookups, PAM) on a pool of worker threads.
 
@@ -41,11 +41,12 @@ Options:
 
 saslauthd-compatible form (mailauthd stands in for saslauthd with the argv
 of /etc/default/saslauthd, e.g. -a pam -c -m /var/spool/postfix/var/run/saslauthd -r -n 5):
-  -a MECH          backend: pam, shadow, pwdfile or mysql
+  -a MECH          backend: pam, shadow, pwdfile, mysql or ldap
   -O OPTION        the backend's option: pwdfile: the users file; mysql: a
                    TOML file with a [[backend]] table; pam: a PAM
                    configuration directory instead of /etc/pam.d;
-                   shadow: a shadow-format file instead of /etc/shadow
+                   shadow: a shadow-format file instead of /etc/shadow;
+                   ldap: saslauthd's LDAP file (default /etc/saslauthd.conf)
   -m DIR           listen on DIR/mux (absolute; default /var/run/saslauthd)
   -r               look users up as login@realm when a realm is sent
   -n N             worker threads (default 5)
