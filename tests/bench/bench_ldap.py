@@ -74,38 +74,10 @@ class LdapBench(Bench):
 
     def directory(self):
         """slapd with both sets of users: {SSHA} (random salt each) and the $5$
-        strings mailauth-user made for make_users()."""
-        head = f"""dn: {SUFFIX}
-objectClass: dcObject
-objectClass: organization
-dc: example
-o: Example
-
-dn: ou=services,{SUFFIX}
-objectClass: organizationalUnit
-ou: services
-
-dn: {SERVICE_DN}
-objectClass: applicationProcess
-objectClass: simpleSecurityObject
-cn: mailauth
-userPassword: {slapd.ssha(SERVICE_PW)}
-
-dn: ou=policies,{SUFFIX}
-objectClass: organizationalUnit
-ou: policies
-
-dn: cn=default,ou=policies,{SUFFIX}
-objectClass: person
-objectClass: pwdPolicy
-cn: default
-sn: default
-pwdAttribute: userPassword
-pwdMaxAge: 0
-pwdLockout: TRUE
-pwdMaxFailure: 0
-
-"""
+        strings mailauth-user made for make_users(), under the skeleton the
+        tests use (tests/integration/slapd.py)."""
+        # The test tree's skeleton (suffix, service accounts, policies), no users.
+        head = slapd.Tree().ldif()
         entries = []
         for name in self.sets:
             domain = SETS[name][0]
