@@ -134,17 +134,26 @@ long long parse_number(std::string_view s, bool* ok) {
   return v;
 }
 
-// Dovecot's durations ("2 secs", "1 hour", "0", "500 ms") in milliseconds;
-// -1 when unreadable.
-long long dovecot_duration_ms(std::string_view text) {
+// Dovecot's "NUMBER UNIT" values: the number (at most 9 digits, so the
+// products below cannot overflow) and the lower-cased unit; false when
+// there is no number.
+bool number_and_unit(std::string_view text, long long* n, std::string* unit) {
   const std::string t = lower(trim(text));
   std::size_t k = 0;
   while (k < t.size() && std::isdigit(static_cast<unsigned char>(t[k]))) ++k;
-  if (k == 0 || k > 9) return -1;  // (no overflow below)
+  if (k == 0 || k > 9) return false;
   bool ok = false;
-  const long long n = parse_number(std::string_view(t).substr(0, k), &ok);
-  if (!ok) return -1;
-  const std::string unit = trim(std::string_view(t).substr(k));
+  *n = parse_number(std::string_view(t).substr(0, k), &ok);
+  *unit = trim(std::string_view(t).substr(k));
+  return ok;
+}
+
+// Dovecot's durations ("2 secs", "1 hour", "0", "500 ms") in milliseconds;
+// -1 when unreadable.
+long long dovecot_duration_ms(std::string_view text) {
+  long long n = 0;
+  std::string unit;
+  if (!number_and_unit(text, &n, &unit)) return -1;
   if (unit.empty() || unit[0] == 's') return n * 1000;  // plain numbers are seconds
   if (unit.rfind("ms", 0) == 0 || unit.rfind("msec", 0) == 0) return n;
   if (unit[0] == 'm') return n * 60'000;
@@ -156,14 +165,9 @@ long long dovecot_duration_ms(std::string_view text) {
 
 // Dovecot sizes ("10M", "1 G", "0") in bytes; -1 when unreadable.
 long long dovecot_size(std::string_view text) {
-  const std::string t = lower(trim(text));
-  std::size_t k = 0;
-  while (k < t.size() && std::isdigit(static_cast<unsigned char>(t[k]))) ++k;
-  if (k == 0 || k > 9) return -1;  // (no overflow below)
-  bool ok = false;
-  const long long n = parse_number(std::string_view(t).substr(0, k), &ok);
-  if (!ok) return -1;
-  const std::string unit = trim(std::string_view(t).substr(k));
+  long long n = 0;
+  std::string unit;
+  if (!number_and_unit(text, &n, &unit)) return -1;
   if (unit.empty() || unit[0] == 'b') return n;
   if (unit[0] == 'k') return n << 10;
   if (unit[0] == 'm') return n << 20;

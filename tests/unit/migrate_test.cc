@@ -366,6 +366,33 @@ Tree dovecot_tree(const std::string& sql) {
   return t;
 }
 
+TEST(Migrate, DovecotDurationsAndSizes) {
+  const std::string sql =
+      "driver = mysql\nconnect = host=127.0.0.1 dbname=mail user=dove password=p\n"
+      "password_query = SELECT password FROM users WHERE email = '%u'\n";
+  auto with = [&](const std::string& settings) {
+    Tree t = dovecot_tree(sql);
+    t.files["/etc/dovecot/dovecot.conf"] = "!include conf.d/*.conf\n" + settings;
+    Options o;
+    o.from = "dovecot";
+    return migrate(t.sources(), o);
+  };
+  Result r = with("auth_failure_delay = 500 msecs\nauth_cache_size = 1 M\n"
+                  "auth_cache_ttl = 1 hour\nauth_cache_negative_ttl = 0\n");
+  expect_loads(r);
+  EXPECT_NE(r.config.find("failure_delay = \"500ms\""), std::string::npos) << r.config;
+  EXPECT_NE(r.config.find("size = 4096"), std::string::npos) << r.config;  // 1 MiB / 256
+  EXPECT_NE(r.config.find("ttl = \"3600s\""), std::string::npos) << r.config;
+  EXPECT_NE(r.config.find("negative_ttl = \"1s\""), std::string::npos) << r.config;
+  r = with("auth_failure_delay = 2\n");  // a plain number is seconds
+  EXPECT_NE(r.config.find("failure_delay = \"2s\""), std::string::npos) << r.config;
+  for (const char* bad : {"auth_failure_delay = soon\n", "auth_failure_delay = 9999999999 ms\n",
+                          "auth_cache_size = lots\n"}) {
+    r = with(bad);
+    EXPECT_TRUE(r.report.partial()) << bad;
+  }
+}
+
 TEST(Migrate, DovecotSqlQueryPasswordColumnFirst) {
   Tree t = dovecot_tree(
       "driver = mysql\nconnect = host=127.0.0.1 port=3307 dbname=mail user=dove password=Xyz-123\n"
