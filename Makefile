@@ -86,14 +86,23 @@ check-asan:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  scripts/ctest-no-skip.sh $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE '^deb$$'
 
-# Where threads meet (event loop, worker pool, authenticator, cache, policy):
-# the unit tests and the simulator under ThreadSanitizer.
+# Where threads meet (event loops, worker pool, authenticator, cache, policy):
+# the unit tests and the simulator under ThreadSanitizer, then the daemon
+# itself (loops = one per core) under the lifetime and mux integration tests.
+# Every TSan report of any process goes to a file; one file fails the run.
+TSAN_REPORTS = $(TSAN_BUILD)/tsan-reports
 check-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAILAUTH_TSAN=ON \
 	  -DSIM_SESSIONS=20000 $(CMAKE_ARGS)
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target unit_tests mailauth-sim
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target unit_tests mailauth-sim mailauthd mailauth-test
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  scripts/ctest-no-skip.sh $(TSAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|sim'
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:log_path=$(abspath $(TSAN_REPORTS))/report \
+	  scripts/ctest-no-skip.sh $(TSAN_BUILD) --output-on-failure -j $(JOBS) \
+	  -R '^integration\.(lifetime|mux)$$'
+	@if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then cat $(TSAN_REPORTS)/*; \
+	  echo "check-tsan: ThreadSanitizer reports above" >&2; exit 1; fi
 
 # Soak: the simulator on new seeds for SIM_SECONDS (make sim SIM_SECONDS=3600).
 sim: build

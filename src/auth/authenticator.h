@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -139,7 +140,9 @@ Services make_services(const config::Config& config, const Services& current, Cl
 // keeping it.  Worker or loop thread.
 std::string password_tag(std::string_view password);
 
-// Loop thread only (but for what the worker jobs it submits do).
+// Loop thread only (but for what the worker jobs it submits do, and
+// in_flight()).  The daemon runs one per event loop; they share the chain and
+// the services (metrics, cache, policy), which are thread-safe.
 class Authenticator {
  public:
   using Done = std::function<void(const AuthResult&)>;
@@ -183,7 +186,8 @@ class Authenticator {
   const Services& services() const { return services_; }
   EventLoop& loop() { return loop_; }
   // Password checks and credential lookups admitted and not yet answered.
-  std::size_t in_flight() const { return in_flight_; }
+  // Any thread (the control socket's stats add up every loop's).
+  std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
   struct Attempt;
@@ -204,7 +208,7 @@ class Authenticator {
   Executor& executor_;
   std::shared_ptr<const BackendChain> chain_;
   Services services_;
-  std::size_t in_flight_ = 0;
+  std::atomic<std::size_t> in_flight_{0};
   // Answer times of recent real checks of known users' credentials: what a
   // "no" that cost nothing is held back to (one of them, drawn at random).
   std::array<EventLoop::Clock::duration, 64> recent_{};

@@ -74,6 +74,11 @@ bool Network::contains(std::string_view address) const {
 Policy::Policy(Options options, Clock clock) : options_(std::move(options)), clock_(std::move(clock)) {}
 
 std::string Policy::address_key(std::string_view address) const {
+  std::lock_guard lock(mutex_);
+  return key_for(address);
+}
+
+std::string Policy::key_for(std::string_view address) const {
   bool v6 = false;
   unsigned char a[16] = {};
   if (address.empty() || !parse_address(address, &v6, a)) return {};
@@ -131,9 +136,45 @@ std::chrono::milliseconds Policy::penalty_for(Table& t, const std::string& key,
   return std::min(p, cap);
 }
 
+void Policy::set_options(Options options) {
+  std::lock_guard lock(mutex_);
+  options_ = std::move(options);
+}
+
+std::size_t Policy::tracked() const {
+  std::lock_guard lock(mutex_);
+  return addresses_.size() + users_.size();
+}
+std::size_t Policy::tracked_addresses() const {
+  std::lock_guard lock(mutex_);
+  return addresses_.size();
+}
+std::size_t Policy::tracked_users() const {
+  std::lock_guard lock(mutex_);
+  return users_.size();
+}
+std::size_t Policy::good_users() const {
+  std::lock_guard lock(mutex_);
+  return good_.size();
+}
+std::size_t Policy::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return in_flight_total_;
+}
+std::size_t Policy::work() const {
+  std::lock_guard lock(mutex_);
+  return work_;
+}
+
+Policy::Options Policy::options() const {
+  std::lock_guard lock(mutex_);
+  return options_;
+}
+
 Policy::Admission Policy::admit(std::string_view address, std::string_view user, bool no_penalty) {
+  std::lock_guard lock(mutex_);
   Admission a;
-  a.address_key = address_key(address);
+  a.address_key = key_for(address);
   if (!a.address_key.empty()) {
     int& n = in_flight_[a.address_key];
     if (n >= options_.max_in_flight) {
@@ -166,6 +207,7 @@ Policy::Admission Policy::admit(std::string_view address, std::string_view user,
 
 void Policy::release(const std::string& key) {
   if (key.empty()) return;
+  std::lock_guard lock(mutex_);
   auto it = in_flight_.find(key);
   if (it == in_flight_.end()) return;
   --in_flight_total_;
@@ -212,10 +254,11 @@ void Policy::count_failure(Table& t, const std::string& key, std::string_view ta
 }
 
 void Policy::failed(std::string_view address, std::string_view user, std::string_view tag) {
+  std::lock_guard lock(mutex_);
   const TimePoint now = clock_();
   expire(addresses_, now);
   expire(users_, now);
-  const std::string key = address_key(address);
+  const std::string key = key_for(address);
   if (!key.empty()) count_failure(addresses_, key, tag, now);
   if (!user.empty()) count_failure(users_, user_key(user), tag, now);
 }
@@ -230,8 +273,9 @@ bool Policy::known_good(const std::string& ukey, const std::string& key) {
 }
 
 void Policy::succeeded(std::string_view address, std::string_view user) {
+  std::lock_guard lock(mutex_);
   const TimePoint now = clock_();
-  const std::string key = address_key(address);
+  const std::string key = key_for(address);
   if (!key.empty())
     if (auto it = addresses_.map.find(key); it != addresses_.map.end()) erase(addresses_, &it->second);
   if (user.empty()) return;

@@ -59,12 +59,16 @@
 //   - Requests in flight are tracked per address only while admitted; their
 //     number is bounded by the daemon's connection and per-connection limits.
 //
-// Loop thread only; time comes from an injectable clock.
+// Thread-safe: every loop thread of the daemon shares one policy, so that a
+// guesser counts once whichever loop accepted the connection.  Each call
+// holds one mutex for the O(1) work above; time comes from an injectable
+// clock.
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -113,7 +117,7 @@ class Policy {
   Policy(const Policy&) = delete;  // the tables hold pointers into themselves
   Policy& operator=(const Policy&) = delete;
   // Reload: new limits, the counters stay.
-  void set_options(Options options) { options_ = std::move(options); }
+  void set_options(Options options);
 
   struct Admission {
     bool refused = false;                 // too many in flight from this address
@@ -132,17 +136,18 @@ class Policy {
   // The key an address is counted under ("v4:192.0.2.7", "v6:2001:db8:0:1::/64").
   std::string address_key(std::string_view address) const;
   // Failure counters held: at most kMaxTracked.
-  std::size_t tracked() const { return addresses_.size() + users_.size(); }
-  std::size_t tracked_addresses() const { return addresses_.size(); }
-  std::size_t tracked_users() const { return users_.size(); }
+  std::size_t tracked() const;
+  std::size_t tracked_addresses() const;
+  std::size_t tracked_users() const;
   // Users with recent successes remembered: at most kMaxGoodUsers.
-  std::size_t good_users() const { return good_.size(); }
+  std::size_t good_users() const;
   // Admitted requests not yet released, over all addresses.
-  std::size_t in_flight() const { return in_flight_total_; }
+  std::size_t in_flight() const;
   // Entries touched by expiry and eviction so far (for tests: it must grow
   // by a small constant per event, whatever the tables hold).
-  std::size_t work() const { return work_; }
-  const Options& options() const { return options_; }
+  std::size_t work() const;
+  // A copy: another thread may set_options() meanwhile.
+  Options options() const;
 
  private:
   // An intrusive doubly-linked list of T (which has `T* prev, *next`);
@@ -194,6 +199,7 @@ class Policy {
     Good* next = nullptr;
   };
 
+  std::string key_for(std::string_view address) const;  // address_key(), mutex held
   std::string user_key(std::string_view user) const;
   std::chrono::milliseconds penalty_for(Table& t, const std::string& key,
                                         std::chrono::milliseconds cap);
@@ -202,6 +208,7 @@ class Policy {
   void expire(Table& t, TimePoint now);
   bool known_good(const std::string& user_key, const std::string& address_key);
 
+  mutable std::mutex mutex_;  // guards everything below
   Options options_;
   Clock clock_;
   Table addresses_{kMaxAddressKeys};

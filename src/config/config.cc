@@ -197,6 +197,7 @@ Config build(std::shared_ptr<const toml::table> doc, const std::string& file, Re
     cfg.daemon.user = s.get_string("user", "");
     cfg.daemon.group = s.get_string("group", "");
     cfg.daemon.workers = static_cast<int>(s.get_int("workers", 4, 1, 256));
+    cfg.daemon.loops = static_cast<int>(s.get_int("loops", 0, 0, 64));
     cfg.daemon.queue_size = static_cast<int>(s.get_int("queue_size", 1024, 1, 1'000'000));
     cfg.daemon.max_connections =
         static_cast<std::size_t>(s.get_int("max_connections", 4096, 1, 1'000'000));

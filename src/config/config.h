@@ -75,6 +75,10 @@ struct DaemonConfig {
   std::string user;  // empty: stay as started
   std::string group;
   int workers = 4;
+  // Event loop threads that accept connections and answer them; 0: one per
+  // core (at most 8).  The cheap path (cache hits, plaintext, refusals) runs
+  // on them; hashes and backend calls run on the workers.
+  int loops = 0;
   int queue_size = 1024;  // pending jobs beyond this are a temporary failure
   // Open client connections per listener; more are refused (and logged once
   // per interval).  The systemd unit's LimitNOFILE leaves room for it.

@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <functional>
 #include <iostream>
+#include <algorithm>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <set>
@@ -136,6 +138,56 @@ class PidFile {
   bool written_ = false;
 };
 
+// One event loop thread and what runs on it: its connections (a server per
+// listener, all shards accepting on the same sockets), an authenticator
+// (in-flight count, answer-time samples) and an executor that brings worker
+// results back to this loop.  Everything else -- worker pool, chain,
+// services -- is shared by all shards.
+struct Shard {
+  EpollLoop loop;
+  std::unique_ptr<WorkerPool::ForLoop> executor;
+  std::unique_ptr<auth::Authenticator> authenticator;
+  std::unique_ptr<MuxServer> mux;
+  std::unique_ptr<DovecotServer> dovecot;
+  std::thread thread;  // none for shard 0, which runs on the main thread
+  std::function<void()> shutdown_check;  // loop thread
+
+  // Loop thread: serve until the loop stops, then close the servers on the
+  // thread that owns them.
+  void serve() {
+    loop.run();
+    mux.reset();
+    dovecot.reset();
+  }
+
+  // Loop thread: stop accepting, let requests in flight finish, then stop
+  // the loop; bounded by `deadline`.
+  void begin_shutdown(std::chrono::steady_clock::time_point deadline) {
+    if (mux) mux->stop_accepting();
+    if (dovecot) dovecot->stop_accepting();
+    shutdown_check = [this, deadline] {
+      // Dovecot clients keep their connections open; wait only for their
+      // requests in flight.
+      const bool idle = authenticator->in_flight() == 0 && (!mux || mux->connections() == 0) &&
+                        (!dovecot || dovecot->busy() == 0);
+      if (idle || std::chrono::steady_clock::now() >= deadline) {
+        loop.stop();
+        return;
+      }
+      loop.add_timer(std::chrono::milliseconds(20), [this] { shutdown_check(); });
+    };
+    shutdown_check();
+  }
+};
+
+// [daemon] loops: 0 is one per core, at most kMaxAutoLoops.
+constexpr int kMaxAutoLoops = 8;
+int loop_count(int configured) {
+  if (configured > 0) return configured;
+  const unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(cores, 1u, static_cast<unsigned>(kMaxAutoLoops)));
+}
+
 class Daemon {
  public:
   Daemon(DaemonOptions opt, config::Config cfg, std::shared_ptr<const auth::BackendChain> chain)
@@ -184,21 +236,38 @@ class Daemon {
     drop_privileges(cfg_.daemon.user, cfg_.daemon.group);
     check_not_root();
 
-    EpollLoop loop;
-    WorkerPool pool(loop, cfg_.daemon.workers, static_cast<std::size_t>(cfg_.daemon.queue_size));
+    // One event loop per core (`loops`), each with its own connections and
+    // authenticator, all accepting on the same listening sockets and sharing
+    // the worker pool, the chain and the services.  Shard 0 runs on this
+    // thread, which also takes the signals and the control socket.
+    const int nloops = loop_count(cfg_.daemon.loops);
+    std::vector<std::unique_ptr<Shard>> shards;
+    for (int i = 0; i < nloops; ++i) shards.push_back(std::make_unique<Shard>());
+    WorkerPool pool(shards[0]->loop, cfg_.daemon.workers,
+                    static_cast<std::size_t>(cfg_.daemon.queue_size));
     pool_ = &pool;
     services_ = auth::make_services(cfg_, services_, auth::system_clock());
-    auth::Authenticator authenticator(loop, pool, chain_, services_);
-    std::unique_ptr<MuxServer> mux;
-    std::unique_ptr<DovecotServer> dovecot;
-    std::unique_ptr<ControlServer> control;
+    std::shared_ptr<net::SharedListener> mux_shared, dovecot_shared;
     if (mux_listener)
-      mux = std::make_unique<MuxServer>(loop, authenticator, *cfg_.mux, std::move(mux_listener));
+      mux_shared = std::make_shared<net::SharedListener>(std::move(mux_listener),
+                                                         cfg_.daemon.max_connections);
     if (dovecot_listener)
-      dovecot = std::make_unique<DovecotServer>(loop, authenticator, *cfg_.dovecot,
-                                                std::move(dovecot_listener));
-    if (mux) mux->server().set_max_connections(cfg_.daemon.max_connections);
-    if (dovecot) dovecot->server().set_max_connections(cfg_.daemon.max_connections);
+      dovecot_shared = std::make_shared<net::SharedListener>(std::move(dovecot_listener),
+                                                             cfg_.daemon.max_connections);
+    for (auto& sh : shards) {
+      sh->executor = std::make_unique<WorkerPool::ForLoop>(pool, sh->loop);
+      sh->authenticator =
+          std::make_unique<auth::Authenticator>(sh->loop, *sh->executor, chain_, services_);
+      if (mux_shared)
+        sh->mux = std::make_unique<MuxServer>(sh->loop, *sh->authenticator, *cfg_.mux, mux_shared);
+      if (dovecot_shared)
+        sh->dovecot = std::make_unique<DovecotServer>(sh->loop, *sh->authenticator,
+                                                      *cfg_.dovecot, dovecot_shared);
+    }
+    shards_ = &shards;
+    Shard& main = *shards[0];
+    EpollLoop& loop = main.loop;
+    std::unique_ptr<ControlServer> control;
     if (control_listener) {
       ControlServer::Handlers h;
       h.stats = [&] {
@@ -206,26 +275,26 @@ class Daemon {
         g.queue_depth = pool.queued();
         g.workers_busy = pool.busy();
         g.workers = pool.threads();
-        g.in_flight = authenticator.in_flight();
-        g.mux_connections = mux ? mux->connections() : 0;
-        g.dovecot_connections = dovecot ? dovecot->connections() : 0;
+        for (const auto& sh : shards) g.in_flight += sh->authenticator->in_flight();
+        g.mux_connections = main.mux ? main.mux->server().total_connections() : 0;
+        g.dovecot_connections = main.dovecot ? main.dovecot->server().total_connections() : 0;
         g.cache_entries = services_.cache ? services_.cache->size() : 0;
         return services_.metrics->prometheus(g);
       };
-      h.flush = [this, &authenticator](std::optional<std::string> user) -> std::size_t {
+      h.flush = [this](std::optional<std::string> user) -> std::size_t {
         if (!services_.cache) return 0;
         if (!user) return services_.cache->flush(std::nullopt);
         // Entries are kept under each backend's canonical name for the user:
         // `flush ALICE@EXAMPLE.COM` drops alice@example.com's.
         std::set<std::string> names{*user};
-        if (const auto& chain = authenticator.chain())
-          for (const auto& b : chain->backends()) names.insert(b->canonical_user(*user));
+        if (chain_)
+          for (const auto& b : chain_->backends()) names.insert(b->canonical_user(*user));
         std::size_t n = 0;
         for (const auto& name : names)
           if (!name.empty()) n += services_.cache->flush(std::string_view(name));
         return n;
       };
-      h.reload = [&] { return reload(authenticator, mux.get(), dovecot.get()); };
+      h.reload = [&] { return reload(); };
       control = std::make_unique<ControlServer>(loop, std::move(control_listener), std::move(h));
     }
 
@@ -234,45 +303,52 @@ class Daemon {
       signalfd_siginfo si{};
       while (::read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         if (si.ssi_signo == SIGHUP) {
-          reload(authenticator, mux.get(), dovecot.get());
+          reload();
         } else if (!stopping) {
           stopping = true;
           log::info(std::string("received ") + strsignal(static_cast<int>(si.ssi_signo)) +
                     "; shutting down");
           notify("STOPPING=1");
-          if (mux) mux->stop_accepting();
-          if (dovecot) dovecot->stop_accepting();
           if (control) control->stop_accepting();
           const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
-          // Let requests in flight finish, then stop; bounded by the grace time.
-          shutdown_check_ = [&, deadline] {
-            // Dovecot clients keep their connections open; wait only for
-            // their requests in flight.
-            const bool idle = authenticator.in_flight() == 0 &&
-                              (!mux || mux->connections() == 0) &&
-                              (!dovecot || dovecot->busy() == 0);
-            if (idle || std::chrono::steady_clock::now() >= deadline) {
-              loop.stop();
-              return;
-            }
-            loop.add_timer(std::chrono::milliseconds(20), [this] { shutdown_check_(); });
-          };
-          shutdown_check_();
+          for (auto& sh : shards) {
+            Shard* p = sh.get();
+            p->loop.post([p, deadline] { p->begin_shutdown(deadline); });
+          }
         }
       }
     });
 
+    // From here on every loop thread is joined on the way out, whatever
+    // throws (a std::thread destroyed while joinable would abort).
+    struct JoinAll {
+      std::vector<std::unique_ptr<Shard>>& shards;
+      ~JoinAll() {
+        for (auto& sh : shards) {
+          if (!sh->thread.joinable()) continue;
+          sh->loop.stop();
+          sh->thread.join();
+        }
+      }
+    } join_all{shards};
+    for (std::size_t i = 1; i < shards.size(); ++i) {
+      Shard* p = shards[i].get();
+      p->thread = std::thread([p] { p->serve(); });
+    }
+
     log::info(std::string("mailauthd ") + MAILAUTH_VERSION + " ready" +
-              log::kv("workers", cfg_.daemon.workers) +
+              log::kv("loops", nloops) + log::kv("workers", cfg_.daemon.workers) +
               log::kv("backends", static_cast<long long>(chain_->backends().size())) +
               log::kv("cache", services_.cache ? "on" : "off") +
               log::kv("policy", services_.policy ? "on" : "off"));
     notify("READY=1\nSTATUS=serving");
     probe_backends(pool, chain_, "start");
-    loop.run();
-    mux.reset();
-    dovecot.reset();
+    main.serve();
     control.reset();
+    // The other loops stop on their own once idle (or at the deadline).
+    for (std::size_t i = 1; i < shards.size(); ++i)
+      if (shards[i]->thread.joinable()) shards[i]->thread.join();
+    shards_ = nullptr;
     pool_ = nullptr;
     pool.shutdown();
     log::info("mailauthd stopped");
@@ -387,36 +463,47 @@ class Daemon {
     return a.path == b.path && a.mode == b.mode && a.owner == b.owner && a.group == b.group;
   }
 
-  // Returns empty on success, else what was wrong.
-  std::string reload(auth::Authenticator& authenticator, MuxServer* mux, DovecotServer* dovecot) {
+  // Returns empty on success, else what was wrong.  Main loop thread: the
+  // other loops get the new chain, services and options posted to them.
+  std::string reload() {
     log::info("reloading " + (opt_.saslauthd ? std::string("the backends") : opt_.config_path));
     notify("RELOADING=1");
     try {
       config::Config next = load_config(opt_);
       auto chain = auth::build_chain(next);
-      if (next.mux.has_value() != (mux != nullptr) ||
-          (mux && !same_socket(next.mux->socket, mux->config().socket)))
+      const Shard& main = *(*shards_)[0];
+      if (next.mux.has_value() != (main.mux != nullptr) ||
+          (main.mux && !same_socket(next.mux->socket, main.mux->config().socket)))
         log::warning("reload: [saslauthd] socket settings changed; they take effect on restart");
-      if (next.dovecot.has_value() != (dovecot != nullptr) ||
-          (dovecot && !same_socket(next.dovecot->socket, dovecot->config().socket)))
+      if (next.dovecot.has_value() != (main.dovecot != nullptr) ||
+          (main.dovecot && !same_socket(next.dovecot->socket, main.dovecot->config().socket)))
         log::warning("reload: [dovecot] socket settings changed; they take effect on restart");
-      if (mux && next.mux)
-        mux->set_options(*next.mux);
-      if (dovecot && next.dovecot) dovecot->set_options(*next.dovecot);
-      if (mux) mux->server().set_max_connections(next.daemon.max_connections);
-      if (dovecot) dovecot->server().set_max_connections(next.daemon.max_connections);
+      if (main.mux) main.mux->server().set_max_connections(next.daemon.max_connections);
+      if (main.dovecot) main.dovecot->server().set_max_connections(next.daemon.max_connections);
       if (next.daemon.workers != cfg_.daemon.workers || next.daemon.user != cfg_.daemon.user ||
-          next.daemon.control_socket != cfg_.daemon.control_socket)
-        log::warning("reload: [daemon] workers/user/control_socket changed; they take effect on "
-                     "restart");
+          next.daemon.control_socket != cfg_.daemon.control_socket ||
+          loop_count(next.daemon.loops) != loop_count(cfg_.daemon.loops))
+        log::warning("reload: [daemon] workers/loops/user/control_socket changed; they take "
+                     "effect on restart");
       log::set_level(log_level(next, opt_));
-      authenticator.set_chain(chain);
       chain_ = std::move(chain);
       if (pool_ != nullptr) probe_backends(*pool_, chain_, "reload");
       cfg_ = std::move(next);
       // Requests in flight keep the services they started with.
       services_ = auth::make_services(cfg_, services_, auth::system_clock());
-      authenticator.set_services(services_);
+      for (auto& sh : *shards_) {
+        Shard* p = sh.get();
+        // By value: this runs on each shard's own thread, later.
+        auto apply = [p, chain = chain_, services = services_,
+                      mux = cfg_.mux, dovecot = cfg_.dovecot] {
+          p->authenticator->set_chain(chain);
+          p->authenticator->set_services(services);
+          if (p->mux && mux) p->mux->set_options(*mux);
+          if (p->dovecot && dovecot) p->dovecot->set_options(*dovecot);
+        };
+        if (p == &main) apply();
+        else p->loop.post(std::move(apply));
+      }
       services_.metrics->reload(true);
       log::info("reload: done" +
                 log::kv("backends", static_cast<long long>(chain_->backends().size())));
@@ -431,12 +518,12 @@ class Daemon {
   }
 
   DaemonOptions opt_;
-  std::function<void()> shutdown_check_;  // polls until requests in flight are done
   // Shared with every request in flight; a reload replaces them here.
   auth::Services services_{std::make_shared<Metrics>(), nullptr, nullptr};
   config::Config cfg_;
   std::shared_ptr<const auth::BackendChain> chain_;
   WorkerPool* pool_ = nullptr;  // while run() serves: for reload()'s backend probe
+  std::vector<std::unique_ptr<Shard>>* shards_ = nullptr;  // while run() serves
 };
 
 }  // namespace

@@ -379,7 +379,7 @@ class DovecotServer::Session final : public net::Session {
 };
 
 DovecotServer::DovecotServer(EventLoop& loop, auth::Authenticator& authenticator,
-                             config::DovecotConfig config, std::unique_ptr<UnixListener> listener)
+                             config::DovecotConfig config, std::shared_ptr<net::SharedListener> listener)
     : loop_(loop), auth_(authenticator), config_(std::move(config)),
       advertised_(advertise(config_.mechanisms)),
       server_(loop, std::move(listener), net::Server::Options{"dovecot", 4096, 1 << 20},
@@ -389,7 +389,7 @@ DovecotServer::DovecotServer(EventLoop& loop, auth::Authenticator& authenticator
   hostname_ = host;
   std::string mechs;
   for (const auto& m : config_.mechanisms) mechs += (mechs.empty() ? "" : ",") + m;
-  if (!server_.path().empty())
+  if (!server_.path().empty() && server_.first_on_listener())
     log::info("dovecot: listening on " + server_.path() + log::kv("mechanisms", mechs));
 }
 

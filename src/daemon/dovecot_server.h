@@ -37,9 +37,10 @@ namespace mailauth {
 
 class DovecotServer {
  public:
-  // `listener` may be null (the simulator adopts connections itself).
+  // `listener` may be null (the simulator adopts connections itself).  The
+  // daemon runs one server per event loop on the same shared listener.
   DovecotServer(EventLoop& loop, auth::Authenticator& authenticator, config::DovecotConfig config,
-                std::unique_ptr<UnixListener> listener);
+                std::shared_ptr<net::SharedListener> listener);
   ~DovecotServer();
   DovecotServer(const DovecotServer&) = delete;
   DovecotServer& operator=(const DovecotServer&) = delete;
@@ -47,6 +48,7 @@ class DovecotServer {
   void stop_accepting() { server_.stop_accepting(); }
   // Requests waiting for a worker or a failure-delay timer.
   std::size_t busy() const;
+  // On this server's loop.
   std::size_t connections() const { return server_.connections(); }
   // Reload: new requests use these settings; the socket stays.
   void set_options(const config::DovecotConfig& config);

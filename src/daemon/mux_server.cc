@@ -151,11 +151,11 @@ class MuxServer::Session final : public net::Session {
 };
 
 MuxServer::MuxServer(EventLoop& loop, auth::Authenticator& authenticator,
-                     config::MuxConfig config, std::unique_ptr<UnixListener> listener)
+                     config::MuxConfig config, std::shared_ptr<net::SharedListener> listener)
     : loop_(loop), auth_(authenticator), config_(std::move(config)),
       server_(loop, std::move(listener), net::Server::Options{"mux", 4096, 1 << 16},
               [this](net::Connection&) { return std::make_unique<Session>(*this); }) {
-  if (!server_.path().empty()) log::info("mux: listening on " + server_.path());
+  if (!server_.path().empty() && server_.first_on_listener()) log::info("mux: listening on " + server_.path());
 }
 
 MuxServer::~MuxServer() { server_.close_all(); }

@@ -27,15 +27,17 @@ namespace mailauth {
 
 class MuxServer {
  public:
-  // `listener` may be null (the simulator adopts connections itself).
+  // `listener` may be null (the simulator adopts connections itself).  The
+  // daemon runs one server per event loop on the same shared listener.
   MuxServer(EventLoop& loop, auth::Authenticator& authenticator, config::MuxConfig config,
-            std::unique_ptr<UnixListener> listener);
+            std::shared_ptr<net::SharedListener> listener);
   ~MuxServer();
   MuxServer(const MuxServer&) = delete;
   MuxServer& operator=(const MuxServer&) = delete;
 
   // Stop accepting and remove the socket file; open connections finish.
   void stop_accepting() { server_.stop_accepting(); }
+  // On this server's loop.
   std::size_t connections() const { return server_.connections(); }
   // New requests use these settings (reload); the socket stays as it is.
   void set_options(const config::MuxConfig& next);

@@ -177,9 +177,8 @@ int UnixListener::accept_all(const std::function<void(UniqueFd fd)>& take) {
 }
 
 void UnixListener::remove_file() {
-  if (path_.empty() || ino_ == 0) return;
-  const ino_t ino = ino_;
-  ino_ = 0;
+  const ino_t ino = ino_.exchange(0);
+  if (path_.empty() || ino == 0) return;
   struct stat st {};
   const bool seen = ::lstat(path_.c_str(), &st) == 0;
   if (seen && (st.st_dev != dev_ || st.st_ino != ino)) return;  // not ours any more

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -40,7 +41,7 @@ class UnixListener {
   const std::string& path() const { return path_; }
   // Unlink the socket file now (shutdown).  Where the process may no longer
   // (privileges dropped, a directory it cannot write), the file stays and
-  // an info line says so.
+  // an info line says so.  Any thread; only the first call does anything.
   void remove_file();
 
  private:
@@ -48,7 +49,7 @@ class UnixListener {
   UniqueFd fd_;
   std::string path_;
   dev_t dev_ = 0;
-  ino_t ino_ = 0;
+  std::atomic<ino_t> ino_{0};  // 0: not ours to remove (adopted, or removed already)
 };
 
 // Peer credentials of a connected UNIX socket, as "uid=N pid=N" for logs.

@@ -14,12 +14,22 @@ constexpr std::chrono::seconds kRefusalLogInterval{10};
 
 Server::Server(EventLoop& loop, std::unique_ptr<UnixListener> listener, Options options,
                SessionFactory factory)
-    : loop_(loop), listener_(std::move(listener)), options_(std::move(options)),
-      factory_(std::move(factory)) {
-  if (listener_) {
-    loop_.add(listener_->fd(), EPOLLIN, [this](uint32_t) { on_accept(); });
-    accepting_ = true;
-  }
+    : Server(loop, std::make_shared<SharedListener>(std::move(listener), options.max_connections),
+             std::move(options), std::move(factory)) {}
+
+Server::Server(EventLoop& loop, std::shared_ptr<SharedListener> shared, Options options,
+               SessionFactory factory)
+    : loop_(loop),
+      shared_(shared ? std::move(shared)
+                     : std::make_shared<SharedListener>(nullptr, options.max_connections)),
+      listener_(shared_->listener.get()),
+      options_(std::move(options)), factory_(std::move(factory)) {
+  if (listener_) watch_listener();
+}
+
+void Server::watch_listener() {
+  loop_.add(listener_->fd(), EPOLLIN | EPOLLEXCLUSIVE, [this](uint32_t) { on_accept(); });
+  accepting_ = true;
 }
 
 Server::~Server() {
@@ -76,18 +86,18 @@ void Server::pause_accepting(int error) {
   resume_timer_ = loop_.add_timer(kAcceptBackoff, [this] {
     resume_timer_ = 0;
     if (stopped_) return;
-    loop_.add(listener_->fd(), EPOLLIN, [this](uint32_t) { on_accept(); });
-    accepting_ = true;
+    watch_listener();
   });
 }
 
 Connection* Server::adopt(UniqueFd fd) {
-  if (conns_.size() >= options_.max_connections) {
-    note_refusal(std::to_string(options_.max_connections) + " connections open (" +
-                 peer_description(fd.get()) + ")");
+  const std::size_t max = shared_->max_connections.load(std::memory_order_relaxed);
+  if (shared_->open.fetch_add(1, std::memory_order_relaxed) >= max) {
+    shared_->open.fetch_sub(1, std::memory_order_relaxed);
+    note_refusal(std::to_string(max) + " connections open (" + peer_description(fd.get()) + ")");
     return nullptr;
   }
-  const std::uint64_t id = next_id_++;
+  const std::uint64_t id = shared_->next_id.fetch_add(1, std::memory_order_relaxed);
   std::string peer = peer_description(fd.get());
   auto owned = std::make_unique<Connection>(*this, id, std::move(fd), std::move(peer));
   Connection& c = *owned;
@@ -105,6 +115,7 @@ void Server::retire(Connection& c) {
   if (it == conns_.end()) return;
   graveyard_.push_back(std::move(it->second));
   conns_.erase(it);
+  shared_->open.fetch_sub(1, std::memory_order_relaxed);
   // Freed after the event that closed it has been handled.
   if (sweep_timer_ == 0)
     sweep_timer_ = loop_.add_timer(std::chrono::milliseconds(0), [this] {

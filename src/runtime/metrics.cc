@@ -37,6 +37,7 @@ void Metrics::record(const std::string& result, const std::string& proto, const 
   if (!m.empty() && m != "PLAIN" && m != "LOGIN" && m != "CRAM-MD5" && m != "SCRAM-SHA-1" &&
       m != "SCRAM-SHA-256")
     m = "other";
+  std::lock_guard lock(mutex_);
   ++attempts_[{result, proto, m, backend}];
   auto& b = buckets_[proto];
   std::size_t i = 0;
@@ -47,6 +48,7 @@ void Metrics::record(const std::string& result, const std::string& proto, const 
 }
 
 std::string Metrics::prometheus(const Gauges& g) const {
+  std::lock_guard lock(mutex_);
   std::ostringstream o;
   o << "# HELP mailauth_auth_attempts_total Authentication attempts by outcome.\n"
        "# TYPE mailauth_auth_attempts_total counter\n";

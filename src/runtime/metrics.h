@@ -1,7 +1,8 @@
 // Counters and a latency histogram for `stats` on the control socket, in
-// Prometheus' text exposition format.  Updated on the event loop thread
-// (every attempt ends there); the cache counters are atomics because cache
-// lookups happen on workers.  Shared (std::shared_ptr) by whoever records
+// Prometheus' text exposition format.  Updated on the event loop threads
+// (every attempt ends on the loop that took it; the daemon runs one loop per
+// core, all recording here), so every member is guarded by one mutex; the
+// cache counters are atomics because cache lookups happen on workers.  Shared (std::shared_ptr) by whoever records
 // into it, so that a worker job in flight keeps it alive.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <tuple>
 
@@ -21,19 +23,35 @@ class Metrics {
   // One finished attempt.
   void record(const std::string& result, const std::string& proto, const std::string& mech,
               const std::string& backend, double seconds);
-  void reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_)++; }
+  void reload(bool ok) {
+    std::lock_guard lock(mutex_);
+    (ok ? reloads_ok_ : reloads_failed_)++;
+  }
   void penalty(double seconds) {
+    std::lock_guard lock(mutex_);
     ++penalized_;
     penalty_seconds_ += seconds;
   }
-  void refused_in_flight() { ++refused_in_flight_; }
+  void refused_in_flight() {
+    std::lock_guard lock(mutex_);
+    ++refused_in_flight_;
+  }
   // A completion (worker result, timer) that arrived for a request already
   // cancelled, timed out or disconnected: dropped, never delivered.
-  void abandoned() { ++abandoned_; }
-  unsigned long long abandoned_count() const { return abandoned_; }
+  void abandoned() {
+    std::lock_guard lock(mutex_);
+    ++abandoned_;
+  }
+  unsigned long long abandoned_count() const {
+    std::lock_guard lock(mutex_);
+    return abandoned_;
+  }
   // An attempt answered without a worker round trip (cache hit, cheap
   // scheme, held-back "no": BackendChain::check_password_now).
-  void answered_on_loop() { ++on_loop_; }
+  void answered_on_loop() {
+    std::lock_guard lock(mutex_);
+    ++on_loop_;
+  }
 
   std::atomic<unsigned long long> cache_hits{0};
   std::atomic<unsigned long long> cache_misses{0};
@@ -56,6 +74,7 @@ class Metrics {
  private:
   static constexpr std::array<double, 12> kBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,   1.0,  2.5,   5.0,  10.0};
+  mutable std::mutex mutex_;  // guards everything below
   std::map<std::tuple<std::string, std::string, std::string, std::string>, unsigned long long>
       attempts_;
   std::map<std::string, std::array<unsigned long long, kBuckets.size() + 1>> buckets_;  // per proto

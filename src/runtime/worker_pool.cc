@@ -16,10 +16,14 @@ WorkerPool::WorkerPool(EventLoop& loop, int threads, std::size_t max_queue)
 WorkerPool::~WorkerPool() { shutdown(); }
 
 bool WorkerPool::submit(Job job, Continuation if_thrown) {
+  return submit_to(loop_, std::move(job), std::move(if_thrown));
+}
+
+bool WorkerPool::submit_to(EventLoop& loop, Job job, Continuation if_thrown) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || queue_.size() >= max_queue_) return false;
-    queue_.emplace_back(std::move(job), std::move(if_thrown));
+    queue_.push_back(Queued{std::move(job), std::move(if_thrown), &loop});
   }
   cv_.notify_one();
   return true;
@@ -50,12 +54,14 @@ void WorkerPool::run() {
   for (;;) {
     Job job;
     Continuation if_thrown;
+    EventLoop* loop = nullptr;
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
-      job = std::move(queue_.front().first);
-      if_thrown = std::move(queue_.front().second);
+      job = std::move(queue_.front().job);
+      if_thrown = std::move(queue_.front().if_thrown);
+      loop = queue_.front().loop;
       queue_.pop_front();
       ++busy_;
     }
@@ -76,7 +82,7 @@ void WorkerPool::run() {
       std::lock_guard lock(mutex_);
       --busy_;
     }
-    if (done) loop_.post(std::move(done));
+    if (done) loop->post(std::move(done));
   }
 }
 

@@ -10,6 +10,10 @@
 // taken, but the workers still run every job already queued before they
 // exit; the continuations those jobs post never run if the loop has stopped
 // by then (the daemon stops the loop first).
+//
+// One pool serves every event loop of the daemon: submit_to() names the loop
+// a continuation goes back to, and for_loop() is the Executor an
+// authenticator on that loop programs against.
 #pragma once
 
 #include <condition_variable>
@@ -36,6 +40,22 @@ class WorkerPool final : public Executor {
   // Loop thread (or any thread).  False when the queue is full or the pool is
   // shutting down; the job is then not run.
   bool submit(Job job, Continuation if_thrown) override;
+  // The same, with the continuation posted to `loop` (which must outlive the
+  // job).  Any thread.
+  bool submit_to(EventLoop& loop, Job job, Continuation if_thrown);
+
+  // submit() with continuations to `loop`.  The pool must outlive it.
+  class ForLoop final : public Executor {
+   public:
+    ForLoop(WorkerPool& pool, EventLoop& loop) : pool_(pool), loop_(loop) {}
+    bool submit(Job job, Continuation if_thrown) override {
+      return pool_.submit_to(loop_, std::move(job), std::move(if_thrown));
+    }
+
+   private:
+    WorkerPool& pool_;
+    EventLoop& loop_;
+  };
 
   std::size_t queued() const;
   std::size_t busy() const;
@@ -50,7 +70,12 @@ class WorkerPool final : public Executor {
   const std::size_t max_queue_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<std::pair<Job, Continuation>> queue_;
+  struct Queued {
+    Job job;
+    Continuation if_thrown;
+    EventLoop* loop;
+  };
+  std::deque<Queued> queue_;
   std::size_t busy_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> threads_;

@@ -18,11 +18,12 @@ import subprocess
 import time
 import unittest
 
-from harness import DaemonTestCase, DovecotConnection, mkpasswd, which
+from harness import (DaemonTestCase, DovecotConnection, control, mkpasswd, mux_exchange, mux_frame,
+                     mux_reply_text, prometheus_value, which)
 
 # What ASan/UBSan print, and what glibc prints when it catches a heap
 # corruption in a build without them.
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "double free",
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error", "double free",
                    "malloc(): ", "free(): ", "malloc_consolidate(): ", "corrupted ")
 
 
@@ -45,7 +46,7 @@ def auth_line(rid, user, password, mech="PLAIN"):
     return f"AUTH\t{rid}\t{mech}\tservice=smtp\tresp={plain(user, password)}\n"
 
 
-class LifetimeTest(DaemonTestCase):
+class LifetimeBase(DaemonTestCase):
     def setUp(self):
         super().setUp()
         self.sock = self.path("private/auth")
@@ -109,6 +110,9 @@ path = "{passwd}"
         want = (0, '0: OK "Success."') if ok else (1, '0: NO "authentication failed"')
         self.assertEqual((r.returncode, r.stdout.strip()), want, f"{user}: {r.stderr}")
 
+
+
+class LifetimeTest(LifetimeBase):
     # --- 1. a verdict reaches the request it was computed for -------------------
 
     def exchange_with_reused_id(self, conn, first, second, marker):
@@ -261,3 +265,123 @@ path = "{passwd}"
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LoopsTest(LifetimeBase):
+    """loops = 2: two event loops accept on the same sockets, each with its
+    own connections, sharing the workers, the chain and the services."""
+
+    def loops_config(self, passwd, cache=None, max_connections=4096, policy=False):
+        text = self.config(passwd, workers=2, cache=cache)
+        text = text.replace("[daemon]\n", f"[daemon]\nloops = 2\nmax_connections = {max_connections}\n"
+                            f"control_socket = \"{self.path('control')}\"\n", 1)
+        text = text.replace("[dovecot]\n", f"[saslauthd]\nsocket = \"{self.path('mux')}\"\n"
+                            "mode = \"0666\"\nfailure_delay = \"0s\"\n\n[dovecot]\n", 1)
+        if policy:
+            text = text.replace("[policy]\nenabled = false\n", "[policy]\nenabled = true\n")
+        return text
+
+    def test_the_connection_limit_counts_every_loops_connections(self):
+        passwd = self.write("passwd", "alice:{PLAIN}pw\n")
+        d = self.daemon(self.loops_config(passwd, max_connections=12), socket_path=self.sock)
+        self.assertIn("loops=2", d.log())
+        held = []
+        for i in range(12):
+            c = DovecotConnection(self.sock)
+            c.handshake(f"VERSION\t1\t2\nCPID\t{100 + i}\n")
+            held.append(c)
+        stats = control(self.path("control"), "stats")
+        self.assertEqual(prometheus_value(stats, "mailauth_connections", proto="dovecot"), 12)
+        # The 13th is refused, whichever loop takes it (a limit per loop
+        # would let each loop have 12).
+        for i in range(4):
+            extra = DovecotConnection(self.sock)
+            try:
+                extra.send("VERSION\t1\t2\nCPID\t999\n")
+            except OSError:
+                pass  # closed before the request was written: refused too
+            self.assertIsNone(extra.line(), "a connection past max_connections was served")
+            extra.close()
+        self.assertIn("12 connections open", d.log())
+        for c in held[:3]:
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            stats = control(self.path("control"), "stats")
+            if prometheus_value(stats, "mailauth_connections", proto="dovecot") == 9:
+                break
+            time.sleep(0.05)
+        self.assertEqual(prometheus_value(stats, "mailauth_connections", proto="dovecot"), 9)
+        c = DovecotConnection(self.sock)
+        c.handshake()
+        c.send(auth_line(1, "alice", "pw"))
+        self.assertEqual(c.line(), "OK\t1\tuser=alice")
+        c.close()
+        for c in held[3:]:
+            c.close()
+        self.assert_healthy(d, "after the limit")
+
+    def test_verdicts_stay_right_while_reloads_reach_both_loops(self):
+        import threading
+        passwd = self.write("passwd", "\n".join([
+            "plain:{PLAIN}plain-pw",
+            "alice:" + mkpasswd("alice-pw", "sha256crypt"),
+            "",
+        ]))
+        with_cache, without = self.loops_config(passwd, cache="60s"), self.loops_config(passwd)
+        d = self.daemon(with_cache, socket_path=self.sock)
+        cases = [("plain", "plain-pw", True), ("plain", "nope", False),
+                 ("alice", "alice-pw", True), ("alice", "wrong", False),
+                 ("nobody", "x", False)]
+        stop = threading.Event()
+        problems, done = [], [0]
+
+        def dovecot_client(k):
+            try:
+                conn = DovecotConnection(self.sock, timeout=20)
+                conn.handshake(f"VERSION\t1\t2\nCPID\t{1000 + k}\n")
+                rid = 0
+                while not stop.is_set():
+                    for user, password, ok in cases:
+                        rid += 1
+                        conn.send(auth_line(rid, user, password))
+                        reply = conn.line()
+                        if reply is None or not reply.startswith(("OK\t", "FAIL\t")):
+                            problems.append(f"dovecot {k}: {user}/{password}: {reply!r}")
+                            return
+                        if reply.split("\t")[1] != str(rid) or reply.startswith("OK") != ok:
+                            problems.append(f"dovecot {k}: {user}/{password} id {rid}: {reply!r}")
+                        done[0] += 1
+                conn.close()
+            except Exception as e:  # noqa: BLE001 -- reported below
+                problems.append(f"dovecot {k}: {e!r}")
+
+        def mux_client(k):
+            try:
+                while not stop.is_set():
+                    for user, password, ok in cases:
+                        raw = mux_exchange(self.path("mux"), mux_frame(user, password, "smtp", ""))
+                        text = mux_reply_text(raw) or ""
+                        if text.startswith("OK") != ok or not text.startswith(("OK", "NO")):
+                            problems.append(f"mux {k}: {user}/{password}: {text!r}")
+                        done[0] += 1
+            except Exception as e:  # noqa: BLE001 -- reported below
+                problems.append(f"mux {k}: {e!r}")
+
+        threads = [threading.Thread(target=dovecot_client, args=(k,)) for k in range(4)]
+        threads += [threading.Thread(target=mux_client, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            for rnd in range(8):
+                time.sleep(0.2)
+                d.write_config(without if rnd % 2 == 0 else with_cache)
+                self.assertIn("reload: done", d.reload())
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertEqual(problems, [])
+        self.assertGreater(done[0], 100)
+        self.assert_healthy(d, "after reloads under load")
+        self.assertEqual(d.stop(), 0)

@@ -680,5 +680,105 @@ TEST(LoopPath, AStalledLoopDoesNotSwitchThePaddingOff) {
     EXPECT_GT(timed("nobody"), fastest_real / 2) << "answered at once: the padding is off";
 }
 
+
+// The daemon's shape with loops = 2: two event loops on their own threads,
+// one worker pool whose results go back to the loop that asked, one chain,
+// cache, policy and metrics shared by both, and reloads made on loop 0 and
+// posted to loop 1.  Run under TSan by make check-tsan: the shared parts
+// must be safe when loops meet, and no answer may reach another loop or
+// another request.
+TEST(Authenticator, TwoLoopsShareOnePoolPolicyCacheAndMetrics) {
+  TempDir dir;
+  // A cheap scheme (answered on the loop) and a real hash (on a worker).
+  write_file(dir.file("a"), "alice:{PLAIN}pw\nbob:" +
+                                password::hash("sha256-crypt", "bpw") + "\n");
+  struct Side {
+    EpollLoop loop;
+    std::unique_ptr<WorkerPool::ForLoop> executor;
+    std::unique_ptr<Authenticator> auth;
+    std::thread::id thread;
+    int answered = 0, wrong = 0, foreign = 0, submitted = 0;
+  };
+  Side sides[2];
+  WorkerPool pool(sides[0].loop, 2, 4096);
+  config::Config cfg;
+  cfg.cache = config::CacheConfig{};
+  cfg.policy.enabled = true;
+  cfg.policy.max_in_flight = 1000;
+  cfg.policy.trusted_networks.clear();
+  cfg.policy.penalty = std::chrono::milliseconds(0);
+  Services services = make_services(cfg, Services{std::make_shared<Metrics>(), nullptr, nullptr},
+                                    system_clock());
+  auto chain = chain_of({dir.file("a")});
+  for (Side& s : sides) {
+    s.executor = std::make_unique<WorkerPool::ForLoop>(pool, s.loop);
+    s.auth = std::make_unique<Authenticator>(s.loop, *s.executor, chain, services);
+  }
+  constexpr int kRequests = 1500;
+  std::atomic<int> finished{0};
+  auto drive = [&](int k) {
+    Side& s = sides[k];
+    s.thread = std::this_thread::get_id();
+    std::function<void()> more = [&, k] {
+      for (int i = 0; i < 25 && s.submitted < kRequests; ++i, ++s.submitted) {
+        const bool right = s.submitted % 3 != 0;
+        const bool is_alice = (s.submitted + k) % 2 == 0;
+        auto r = request(is_alice ? "alice" : "bob",
+                         right ? (is_alice ? "pw" : "bpw") : "nope-" + std::to_string(k));
+        r.client_addr = "192.0.2." + std::to_string(s.submitted % 5);
+        s.auth->authenticate(std::move(r), [&, right](const AuthResult& res) {
+          if (std::this_thread::get_id() != s.thread) ++s.foreign;
+          if ((res.outcome == Outcome::Ok) != right && res.outcome != Outcome::TempFail) ++s.wrong;
+          ++s.answered;
+        });
+      }
+      if (k == 0 && s.submitted % 300 == 0) {
+        // A reload on loop 0, handed to loop 1 as the daemon does.
+        config::Config next = cfg;
+        if (s.submitted % 600 == 0) next.cache.reset();
+        Services fresh = make_services(next, s.auth->services(), system_clock());
+        auto new_chain = chain_of({dir.file("a")});
+        s.auth->set_services(fresh);
+        s.auth->set_chain(new_chain);
+        Side& other = sides[1];
+        other.loop.post([&other, fresh, new_chain] {
+          other.auth->set_services(fresh);
+          other.auth->set_chain(new_chain);
+        });
+      }
+      if (s.submitted < kRequests) s.loop.post(more);
+    };
+    s.loop.post(more);
+    std::function<void()> check = [&] {
+      if (s.auth->in_flight() == 0 && s.submitted == kRequests) {
+        ++finished;
+        return;  // the loop keeps running until both sides are done
+      }
+      s.loop.add_timer(std::chrono::milliseconds(2), check);
+    };
+    s.loop.add_timer(std::chrono::milliseconds(2), check);
+    s.loop.run();
+  };
+  std::thread other([&] { drive(1); });
+  std::thread watcher([&] {
+    while (finished.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    sides[0].loop.stop();
+    sides[1].loop.stop();
+  });
+  drive(0);
+  other.join();
+  watcher.join();
+  pool.shutdown();
+  for (const Side& s : sides) {
+    EXPECT_EQ(s.wrong, 0) << "a verdict for another request";
+    EXPECT_EQ(s.foreign, 0) << "an answer ran on another loop's thread";
+    EXPECT_EQ(s.answered, kRequests);
+    EXPECT_EQ(s.auth->in_flight(), 0u);
+  }
+  if (sides[0].auth->services().policy) {
+    EXPECT_EQ(sides[0].auth->services().policy->in_flight(), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace mailauth::auth
